@@ -1,0 +1,582 @@
+//! The one-call frame parser the worker runs on every packet.
+//!
+//! [`parse`] walks Ethernet → (up to two VLAN tags) → IPv4/IPv6 (options, extension
+//! headers, fragments) → TCP/UDP/SCTP/ICMP/ICMPv6, decapsulates one level of VXLAN or Geneve,
+//! and fills a small `Copy` [`Parsed`]. It never allocates, never panics on any input
+//! (fuzzed), and never reads outside `frame`: every length field is checked against the
+//! bytes actually present before it is used.
+//!
+//! # Fragments
+//! The first fragment carries the transport header and is parsed like any packet (its
+//! [`Parsed::frag`] is [`Fragment::First`]). A first fragment too short to hold the transport
+//! header's ports is rejected as [`ParseError::TinyFragment`] (RFC 1858). Later fragments carry
+//! no ports. With [`FragmentPolicy::Drop`] (the default) they are rejected as
+//! [`ParseError::NonFirstFragment`]; with [`FragmentPolicy::Deliver`] they are returned with
+//! [`Fragment::Later`] and ports 0, and the pipeline must not classify them by port (it may
+//! only apply address/protocol rules, or match them to the first fragment's verdict).
+//!
+//! # Tunnels
+//! A UDP datagram to the configured VXLAN or Geneve port is decapsulated once: the inner
+//! frame is what is parsed and classified, [`Parsed::vni`] holds the VNI and the key's segment
+//! is the VNI (a VNI of 0 shares segment 0 with untunnelled traffic). VLAN ids are those of the
+//! outer (underlay) frame. A tunnel inside the tunnel is not decapsulated again: it is
+//! classified as the plain UDP flow it is.
+
+use crate::ethernet::{ethertype, EthernetFrame, VlanTagView, TAG_LEN};
+use crate::icmp::{self, IcmpPacket};
+use crate::ipv4::Ipv4Packet;
+use crate::ipv6::{self, Ipv6Packet};
+use crate::key::{proto, FlowKey};
+use crate::tcp::TcpSegment;
+use crate::tunnel::{GeneveHeader, TunnelKind, VxlanHeader};
+use crate::udp::{self, UdpDatagram};
+use crate::ParseError;
+
+/// What to do with ARP frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArpPolicy {
+    /// Return them as [`FrameKind::Arp`] so the pipeline can forward them (no conntrack).
+    Pass,
+    /// Reject them as [`ParseError::ArpDropped`].
+    Drop,
+}
+
+/// What to do with non-first IP fragments (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FragmentPolicy {
+    /// Reject as [`ParseError::NonFirstFragment`].
+    Drop,
+    /// Return with [`Fragment::Later`] and ports 0.
+    Deliver,
+}
+
+/// Parser settings; set once at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseConfig {
+    /// ARP handling.
+    pub arp: ArpPolicy,
+    /// Non-first fragment handling.
+    pub fragments: FragmentPolicy,
+    /// UDP port that marks VXLAN (None: never decapsulate VXLAN).
+    pub vxlan_port: Option<u16>,
+    /// UDP port that marks Geneve (None: never decapsulate Geneve).
+    pub geneve_port: Option<u16>,
+    /// Verify IPv4 header checksums (off by default: NICs check them).
+    pub verify_ipv4_checksum: bool,
+    /// Maximum IPv6 extension headers before [`ParseError::Ipv6TooManyExtHeaders`].
+    pub max_ipv6_ext_headers: u8,
+}
+
+impl Default for ParseConfig {
+    fn default() -> Self {
+        ParseConfig {
+            arp: ArpPolicy::Pass,
+            fragments: FragmentPolicy::Drop,
+            vxlan_port: Some(crate::tunnel::VXLAN_PORT),
+            geneve_port: Some(crate::tunnel::GENEVE_PORT),
+            verify_ipv4_checksum: false,
+            max_ipv6_ext_headers: 8,
+        }
+    }
+}
+
+/// What kind of frame was parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// IPv4 or IPv6: the key is meaningful.
+    Ip,
+    /// ARP (only with [`ArpPolicy::Pass`]): the key is all zeros; forward without conntrack.
+    Arp,
+}
+
+/// Fragment status of the (classified) IP packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fragment {
+    /// Not a fragment.
+    None,
+    /// First fragment (offset 0, more fragments): ports are present.
+    First {
+        /// IP identification (16 bits for IPv4, 32 for IPv6).
+        id: u32,
+    },
+    /// Later fragment: no transport header, key ports are 0 and must not be classified.
+    Later {
+        /// IP identification.
+        id: u32,
+        /// Fragment offset in bytes.
+        offset: u16,
+    },
+}
+
+/// TCP header fields the conntrack needs (zero for other protocols).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpMeta {
+    /// Flag byte (see [`crate::tcp::flags`]).
+    pub flags: u8,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number.
+    pub ack: u32,
+    /// Window field (unscaled).
+    pub window: u16,
+    /// Window-scale option, if present (SYN segments).
+    pub wscale: Option<u8>,
+}
+
+/// ICMP/ICMPv6 header fields (zero for other protocols).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IcmpMeta {
+    /// Message type.
+    pub msg_type: u8,
+    /// Message code.
+    pub code: u8,
+    /// Echo/timestamp identifier, for messages that have one.
+    pub echo_id: Option<u16>,
+}
+
+/// Where the outer headers of a decapsulated frame are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelInfo {
+    /// VXLAN or Geneve.
+    pub kind: TunnelKind,
+    /// Offset of the outer IP header.
+    pub outer_l3_offset: u16,
+    /// Offset of the outer UDP header.
+    pub outer_l4_offset: u16,
+    /// Offset of the encapsulated payload (inner Ethernet, or inner IP for Geneve with an IP
+    /// protocol type).
+    pub inner_offset: u16,
+}
+
+/// Everything the pipeline needs from one frame. Offsets are from the start of the frame and
+/// describe the classified (inner, for tunnels) packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parsed {
+    /// IP or ARP.
+    pub kind: FrameKind,
+    /// The classified flow key (inner packet for tunnels, segment = VNI).
+    pub key: FlowKey,
+    /// For ICMP errors: the key of the embedded packet that caused it (in that packet's own
+    /// direction), so the pipeline can find the flow it relates to.
+    pub icmp_inner: Option<FlowKey>,
+    /// Outer VLAN id (802.1ad S-tag, or the only 802.1Q tag).
+    pub vlan_outer: Option<u16>,
+    /// Inner VLAN id (802.1Q C-tag under an outer tag).
+    pub vlan_inner: Option<u16>,
+    /// VNI of the tunnel the packet came in.
+    pub vni: Option<u32>,
+    /// Outer header positions for tunnelled frames.
+    pub tunnel: Option<TunnelInfo>,
+    /// Offset of the Ethernet header of the classified frame (0 unless tunnelled).
+    pub l2_offset: u16,
+    /// Offset of the IP header.
+    pub l3_offset: u16,
+    /// Offset of the transport header.
+    pub l4_offset: u16,
+    /// Bytes of transport payload (after the TCP/UDP/ICMP header); for non-TCP/UDP/ICMP the
+    /// bytes after the IP headers.
+    pub payload_len: u16,
+    /// Length of the IP packet (header + payload, trailing padding excluded).
+    pub l3_len: u16,
+    /// Total frame length.
+    pub frame_len: u16,
+    /// Fragment status.
+    pub frag: Fragment,
+    /// TCP fields.
+    pub tcp: TcpMeta,
+    /// ICMP fields.
+    pub icmp: IcmpMeta,
+}
+
+impl Parsed {
+    const EMPTY: Parsed = Parsed {
+        kind: FrameKind::Ip,
+        key: FlowKey {
+            src: [0; 16],
+            dst: [0; 16],
+            src_port: 0,
+            dst_port: 0,
+            proto: 0,
+            segment: [0; 3],
+        },
+        icmp_inner: None,
+        vlan_outer: None,
+        vlan_inner: None,
+        vni: None,
+        tunnel: None,
+        l2_offset: 0,
+        l3_offset: 0,
+        l4_offset: 0,
+        payload_len: 0,
+        l3_len: 0,
+        frame_len: 0,
+        frag: Fragment::None,
+        tcp: TcpMeta {
+            flags: 0,
+            seq: 0,
+            ack: 0,
+            window: 0,
+            wscale: None,
+        },
+        icmp: IcmpMeta {
+            msg_type: 0,
+            code: 0,
+            echo_id: None,
+        },
+    };
+
+    /// True for IPv6 packets.
+    pub fn is_ipv6(&self) -> bool {
+        self.key.family() == crate::Family::V6
+    }
+}
+
+/// Parses one frame. See the module docs for the fragment and tunnel policies.
+pub fn parse(frame: &[u8], cfg: &ParseConfig) -> Result<Parsed, ParseError> {
+    if frame.len() > usize::from(u16::MAX) {
+        return Err(ParseError::FrameTooLong);
+    }
+    let mut p = Parsed::EMPTY;
+    p.frame_len = frame.len() as u16;
+    let (et, l3) = parse_l2(frame, 0, Some(&mut p))?;
+    parse_after_l2(frame, et, l3, cfg, &mut p, true)?;
+    Ok(p)
+}
+
+/// Ethernet + up to two tags starting at `off`; returns (ethertype, offset of L3). Records the
+/// VLAN ids into `p` when given (outer frame only).
+fn parse_l2(frame: &[u8], off: usize, p: Option<&mut Parsed>) -> Result<(u16, usize), ParseError> {
+    let eth = EthernetFrame::new_checked(&frame[off..])?;
+    let mut et = eth.ethertype();
+    let mut l3 = off + crate::ethernet::HEADER_LEN;
+    let mut vids = [None, None];
+    let mut n = 0;
+    while et == ethertype::VLAN || et == ethertype::QINQ {
+        if n == 2 {
+            return Err(ParseError::VlanTooDeep);
+        }
+        let tag = VlanTagView::new_checked(&frame[l3..])?;
+        vids[n] = Some(tag.vid());
+        et = tag.next_ethertype();
+        l3 += TAG_LEN;
+        n += 1;
+    }
+    if let Some(p) = p {
+        p.vlan_outer = vids[0];
+        p.vlan_inner = vids[1];
+    }
+    Ok((et, l3))
+}
+
+fn parse_after_l2(
+    frame: &[u8],
+    et: u16,
+    l3: usize,
+    cfg: &ParseConfig,
+    p: &mut Parsed,
+    outer: bool,
+) -> Result<(), ParseError> {
+    p.l3_offset = l3 as u16;
+    match et {
+        ethertype::IPV4 => parse_ipv4(frame, l3, cfg, p, outer),
+        ethertype::IPV6 => parse_ipv6(frame, l3, cfg, p, outer),
+        ethertype::ARP => match cfg.arp {
+            ArpPolicy::Pass => {
+                p.kind = FrameKind::Arp;
+                p.key = Parsed::EMPTY.key;
+                Ok(())
+            }
+            ArpPolicy::Drop => Err(ParseError::ArpDropped),
+        },
+        _ => Err(ParseError::UnsupportedEthertype),
+    }
+}
+
+fn parse_ipv4(
+    frame: &[u8],
+    l3: usize,
+    cfg: &ParseConfig,
+    p: &mut Parsed,
+    outer: bool,
+) -> Result<(), ParseError> {
+    let ip = Ipv4Packet::new_checked(&frame[l3..])?;
+    if ip.header_len() > crate::ipv4::HEADER_LEN {
+        ip.check_options()?;
+    }
+    if cfg.verify_ipv4_checksum && !ip.verify_checksum() {
+        return Err(ParseError::Ipv4BadChecksum);
+    }
+    let hl = ip.header_len();
+    let payload = ip.payload();
+    let (id, off, more) = (u32::from(ip.ident()), ip.frag_offset(), ip.more_frags());
+    let frag = fragment(id, off, more, payload.len(), cfg)?;
+    p.key = FlowKey::v4(ip.src(), ip.dst(), ip.protocol(), 0, 0);
+    p.l3_len = ip.total_len();
+    parse_l4(frame, l3 + hl, payload, frag, cfg, p, outer)
+}
+
+fn parse_ipv6(
+    frame: &[u8],
+    l3: usize,
+    cfg: &ParseConfig,
+    p: &mut Parsed,
+    outer: bool,
+) -> Result<(), ParseError> {
+    let ip = Ipv6Packet::new_checked(&frame[l3..])?;
+    if ip.has_mapped_address() {
+        return Err(ParseError::Ipv6MappedAddress);
+    }
+    let payload = ip.payload();
+    let chain = ipv6::walk_extensions(ip.next_header(), payload, cfg.max_ipv6_ext_headers)?;
+    let frag = match chain.fragment {
+        Some((id, off, more)) => fragment(id, off, more, payload.len() - chain.offset, cfg)?,
+        None => Fragment::None,
+    };
+    p.key = FlowKey::v6(ip.src(), ip.dst(), chain.protocol, 0, 0);
+    p.l3_len = (ipv6::HEADER_LEN + payload.len()) as u16;
+    let l4 = l3 + ipv6::HEADER_LEN + chain.offset;
+    parse_l4(frame, l4, &payload[chain.offset..], frag, cfg, p, outer)
+}
+
+fn fragment(
+    id: u32,
+    off: u16,
+    more: bool,
+    len: usize,
+    cfg: &ParseConfig,
+) -> Result<Fragment, ParseError> {
+    if usize::from(off) + len > usize::from(u16::MAX) {
+        return Err(ParseError::BadFragment);
+    }
+    Ok(match (off, more) {
+        (0, false) => Fragment::None,
+        (0, true) => Fragment::First { id },
+        (offset, _) => match cfg.fragments {
+            FragmentPolicy::Drop => return Err(ParseError::NonFirstFragment),
+            FragmentPolicy::Deliver => Fragment::Later { id, offset },
+        },
+    })
+}
+
+/// Maps "transport header cut short" to TinyFragment when the packet is a first fragment.
+fn tiny(frag: Fragment, e: ParseError) -> ParseError {
+    if matches!(frag, Fragment::First { .. }) {
+        ParseError::TinyFragment
+    } else {
+        e
+    }
+}
+
+fn parse_l4(
+    frame: &[u8],
+    l4: usize,
+    seg: &[u8],
+    frag: Fragment,
+    cfg: &ParseConfig,
+    p: &mut Parsed,
+    outer: bool,
+) -> Result<(), ParseError> {
+    p.l4_offset = l4 as u16;
+    p.frag = frag;
+    p.payload_len = seg.len() as u16;
+    if let Fragment::Later { .. } = frag {
+        return Ok(());
+    }
+    let v6 = p.is_ipv6();
+    match p.key.proto {
+        proto::TCP => {
+            let t = TcpSegment::new_checked(seg).map_err(|e| tiny(frag, e))?;
+            p.key.src_port = t.src_port();
+            p.key.dst_port = t.dst_port();
+            p.tcp = TcpMeta {
+                flags: t.flags(),
+                seq: t.seq(),
+                ack: t.ack(),
+                window: t.window(),
+                wscale: if t.header_len() > crate::tcp::HEADER_LEN {
+                    t.window_scale()?
+                } else {
+                    None
+                },
+            };
+            p.payload_len = (seg.len() - t.header_len()) as u16;
+        }
+        proto::UDP => {
+            let (sp, dp, plen) = if let Fragment::First { .. } = frag {
+                // The length field covers the whole datagram, not this fragment.
+                if seg.len() < udp::HEADER_LEN {
+                    return Err(ParseError::TinyFragment);
+                }
+                let d = UdpDatagram::new_unchecked(seg);
+                (d.src_port(), d.dst_port(), seg.len() - udp::HEADER_LEN)
+            } else {
+                let d = UdpDatagram::new_checked(seg)?;
+                (
+                    d.src_port(),
+                    d.dst_port(),
+                    usize::from(d.len()) - udp::HEADER_LEN,
+                )
+            };
+            p.key.src_port = sp;
+            p.key.dst_port = dp;
+            p.payload_len = plen as u16;
+            if outer && frag == Fragment::None {
+                let inner = &seg[udp::HEADER_LEN..udp::HEADER_LEN + plen];
+                if cfg.vxlan_port == Some(dp) {
+                    return decap(
+                        frame,
+                        l4 + udp::HEADER_LEN,
+                        inner,
+                        TunnelKind::Vxlan,
+                        cfg,
+                        p,
+                    );
+                }
+                if cfg.geneve_port == Some(dp) {
+                    return decap(
+                        frame,
+                        l4 + udp::HEADER_LEN,
+                        inner,
+                        TunnelKind::Geneve,
+                        cfg,
+                        p,
+                    );
+                }
+            }
+        }
+        proto::SCTP => {
+            let (sp, dp) = udp::sctp_ports(seg).map_err(|e| tiny(frag, e))?;
+            p.key.src_port = sp;
+            p.key.dst_port = dp;
+            p.payload_len = (seg.len() - udp::SCTP_HEADER_LEN) as u16;
+        }
+        proto::ICMP | proto::ICMPV6 if (p.key.proto == proto::ICMPV6) == v6 => {
+            let m = IcmpPacket::new_checked(seg).map_err(|e| tiny(frag, e))?;
+            let ty = m.msg_type();
+            p.icmp = IcmpMeta {
+                msg_type: ty,
+                code: m.code(),
+                echo_id: None,
+            };
+            if icmp::has_echo_id(v6, ty) {
+                let id = m.echo_id();
+                p.icmp.echo_id = Some(id);
+                p.key.src_port = id;
+                p.key.dst_port = id;
+            } else if icmp::is_error(v6, ty) && frag == Fragment::None {
+                p.icmp_inner = Some(icmp_inner_key(m.payload(), v6, cfg)?);
+            }
+            p.payload_len = (seg.len() - icmp::HEADER_LEN) as u16;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn decap(
+    frame: &[u8],
+    hdr_off: usize,
+    body: &[u8],
+    kind: TunnelKind,
+    cfg: &ParseConfig,
+    p: &mut Parsed,
+) -> Result<(), ParseError> {
+    let (vni, inner_off, inner_et) = match kind {
+        TunnelKind::Vxlan => {
+            let h = VxlanHeader::new_checked(body)?;
+            (h.vni(), hdr_off + crate::tunnel::VXLAN_HEADER_LEN, None)
+        }
+        TunnelKind::Geneve => {
+            let h = GeneveHeader::new_checked(body)?;
+            h.check_options()?;
+            let et = match h.protocol() {
+                ethertype::TEB => None,
+                e @ (ethertype::IPV4 | ethertype::IPV6) => Some(e),
+                _ => return Err(ParseError::TunnelUnsupportedPayload),
+            };
+            (h.vni(), hdr_off + h.header_len(), et)
+        }
+    };
+    let tunnel = TunnelInfo {
+        kind,
+        outer_l3_offset: p.l3_offset,
+        outer_l4_offset: p.l4_offset,
+        inner_offset: inner_off as u16,
+    };
+    // The inner frame ends where the UDP payload ends, not at the end of the buffer.
+    let end = hdr_off + body.len();
+    let inner_frame = &frame[..end];
+    let (et, l3) = match inner_et {
+        None => parse_l2(inner_frame, inner_off, None)?,
+        Some(e) => (e, inner_off),
+    };
+    p.l2_offset = inner_off as u16;
+    p.tunnel = Some(tunnel);
+    p.vni = Some(vni);
+    parse_after_l2(inner_frame, et, l3, cfg, p, false)?;
+    p.key.set_segment(vni);
+    if let Some(k) = p.icmp_inner.as_mut() {
+        k.set_segment(vni);
+    }
+    Ok(())
+}
+
+/// The key of the packet quoted in an ICMP error: its IP header and at least the first 8
+/// bytes of its transport header (RFC 792/4443). The quoted IP header's own length fields
+/// describe the original packet and are not checked against the quote, which is usually
+/// truncated; only the bytes we read are.
+fn icmp_inner_key(q: &[u8], v6: bool, cfg: &ParseConfig) -> Result<FlowKey, ParseError> {
+    let bad = |_| ParseError::IcmpBadInner;
+    let (mut key, l4) = if v6 {
+        if q.len() < ipv6::HEADER_LEN || q[0] >> 4 != 6 {
+            return Err(ParseError::IcmpBadInner);
+        }
+        let ip = Ipv6Packet::new_unchecked(q);
+        let rest = &q[ipv6::HEADER_LEN..];
+        let chain =
+            ipv6::walk_extensions(ip.next_header(), rest, cfg.max_ipv6_ext_headers).map_err(bad)?;
+        if chain.fragment.is_some_and(|(_, off, _)| off != 0) {
+            // A later fragment: no ports to relate by.
+            return Ok(FlowKey::v6(ip.src(), ip.dst(), chain.protocol, 0, 0));
+        }
+        (
+            FlowKey::v6(ip.src(), ip.dst(), chain.protocol, 0, 0),
+            &rest[chain.offset..],
+        )
+    } else {
+        if q.len() < crate::ipv4::HEADER_LEN || q[0] >> 4 != 4 {
+            return Err(ParseError::IcmpBadInner);
+        }
+        let ip = Ipv4Packet::new_unchecked(q);
+        let hl = ip.header_len();
+        if hl < crate::ipv4::HEADER_LEN || hl > q.len() {
+            return Err(ParseError::IcmpBadInner);
+        }
+        let key = FlowKey::v4(ip.src(), ip.dst(), ip.protocol(), 0, 0);
+        if ip.frag_offset() != 0 {
+            return Ok(key);
+        }
+        (key, &q[hl..])
+    };
+    match key.proto {
+        proto::TCP | proto::UDP | proto::SCTP => {
+            if l4.len() < 4 {
+                return Err(ParseError::IcmpBadInner);
+            }
+            key.src_port = u16::from_be_bytes([l4[0], l4[1]]);
+            key.dst_port = u16::from_be_bytes([l4[2], l4[3]]);
+        }
+        proto::ICMP | proto::ICMPV6 => {
+            if l4.len() < 8 {
+                return Err(ParseError::IcmpBadInner);
+            }
+            if icmp::has_echo_id(v6, l4[0]) {
+                let id = u16::from_be_bytes([l4[4], l4[5]]);
+                key.src_port = id;
+                key.dst_port = id;
+            }
+        }
+        _ => {}
+    }
+    Ok(key)
+}
