@@ -1,1 +1,26 @@
-//! (being written)
+//! rampart-classify: compiles a validated policy into an immutable [`Ruleset`] and classifies
+//! packets against it in bursts; also the RCU [`table`] handle where control and workers meet.
+//!
+//! Algorithm (see `docs/policy.md` and BENCHMARKS.md): every rule becomes boxes (one range per
+//! field); boxes are split into up to four groups by whether their source and destination
+//! ranges are narrow (CutSplit/EffiCuts style) and each group gets a HiCuts-style decision
+//! tree with power-of-two cuts and small leaves checked in full. [`linear::Linear`] is the
+//! first-match oracle the trees are tested against.
+
+pub mod classbench;
+mod fields;
+mod forest;
+pub mod linear;
+mod ruleset;
+mod space;
+pub mod table;
+mod tree;
+mod warnings;
+
+pub use fields::{Match, PacketDirection, PacketFields, RuleIndex};
+pub use rampart_config::policy::{Action, Family, RuleId, TcpStrictness};
+pub use ruleset::{
+    BuildStats, CompileError, Explanation, RuleExplanation, RuleMeta, Ruleset, MAX_BOXES,
+};
+pub use table::{NotQuiescent, TableHandle, TableReader};
+pub use warnings::Warning;

@@ -1,0 +1,74 @@
+//! Several trees over disjoint subsets of the boxes, after CutSplit/EffiCuts: boxes with
+//! wide source or destination ranges replicate badly in a tree that cuts addresses, so
+//! boxes are grouped by which address fields are "small" and each group gets its own tree.
+//! A lookup walks every tree and keeps the smallest rule index, passing it down as a bound
+//! so later leaves stop early.
+
+use crate::space::{GenericBox, Space};
+use crate::tree::{Tree, TreeParams};
+
+/// The trees of one family.
+pub(crate) struct Forest<S: Space> {
+    trees: Vec<Tree<S>>,
+}
+
+/// A field range is "small" when it spans fewer than 2^(width − SMALL_PREFIX) values, i.e.
+/// it is at least as specific as a /SMALL_PREFIX.
+const SMALL_PREFIX: u32 = 16;
+
+fn is_small(lo: u128, hi: u128, width: u32) -> bool {
+    let host_bits = width.saturating_sub(SMALL_PREFIX);
+    host_bits < 128 && hi - lo < (1u128 << host_bits)
+}
+
+impl<S: Space> Forest<S> {
+    /// Builds the trees over every box (box index order = priority order).
+    pub fn build(boxes: &[GenericBox], box_rule: &[u32], params: TreeParams) -> Self {
+        let mut groups: [Vec<u32>; 4] = Default::default();
+        for (i, b) in boxes.iter().enumerate() {
+            let s = is_small(b.lo[0], b.hi[0], S::BITS[0]) as usize;
+            let d = is_small(b.lo[1], b.hi[1], S::BITS[1]) as usize;
+            groups[s * 2 + d].push(i as u32);
+        }
+        // Bigger groups first: they most often hold the answer, and their bound prunes the rest.
+        let mut groups: Vec<Vec<u32>> = groups.into_iter().filter(|g| !g.is_empty()).collect();
+        groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
+        let trees = groups
+            .into_iter()
+            .map(|g| Tree::build(boxes, box_rule, g, params))
+            .collect();
+        Forest { trees }
+    }
+
+    /// The smallest matching rule index below `bound`, else `bound`.
+    #[inline(always)]
+    pub fn lookup(&self, key: &S::Key, bound: u32) -> u32 {
+        let mut best = bound;
+        for t in &self.trees {
+            best = t.lookup(key, best);
+        }
+        best
+    }
+
+    /// Candidate build boxes for `key` from every tree.
+    pub fn candidates<'a>(&'a self, key: &'a S::Key) -> impl Iterator<Item = u32> + 'a {
+        self.trees
+            .iter()
+            .flat_map(move |t| t.candidates(key).iter().copied())
+    }
+
+    /// Heap bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        self.trees.iter().map(|t| t.memory_bytes()).sum()
+    }
+
+    /// Number of trees.
+    pub fn tree_count(&self) -> usize {
+        self.trees.len()
+    }
+
+    /// Box copies stored in leaves.
+    pub fn leaf_entries(&self) -> usize {
+        self.trees.iter().map(|t| t.leaf_entries()).sum()
+    }
+}

@@ -1,0 +1,279 @@
+//! The RCU table handle: the one type where the control plane and the workers meet.
+//!
+//! The control side publishes a complete `Arc<Ruleset>` with one pointer swap and then waits
+//! until every registered reader has passed a quiescent point after the publish (QSBR, as in
+//! DPDK's `rte_rcu_qsbr`). A worker loads the current ruleset once per burst — a relaxed
+//! sequence check and, only after a publish, one `ArcSwap` load — and reports a quiescent
+//! state after the burst, at which point it has also dropped any older ruleset. So once
+//! `wait_quiescent` returns, the previous ruleset is referenced only by the control side,
+//! which frees it off the worker cores.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use crate::ruleset::Ruleset;
+
+/// `seen` value of a reader that is offline (parked) and must not be waited for.
+const OFFLINE: u64 = u64::MAX;
+
+struct Shared {
+    current: ArcSwap<Ruleset>,
+    /// Incremented after every store to `current`.
+    seq: AtomicU64,
+    readers: Mutex<Vec<Weak<Slot>>>,
+}
+
+/// One reader's published progress: the publish sequence it has caught up with.
+struct Slot {
+    seen: AtomicU64,
+}
+
+/// Control-side handle (cheap to clone).
+#[derive(Clone)]
+pub struct TableHandle {
+    shared: Arc<Shared>,
+}
+
+/// Not every reader passed a quiescent point before the deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{lagging} table reader(s) did not pass a quiescent point in time")]
+pub struct NotQuiescent {
+    /// Readers still holding an older ruleset.
+    pub lagging: usize,
+}
+
+impl TableHandle {
+    /// A table starting with `initial`.
+    pub fn new(initial: Arc<Ruleset>) -> Self {
+        TableHandle {
+            shared: Arc::new(Shared {
+                current: ArcSwap::new(initial),
+                seq: AtomicU64::new(1),
+                readers: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Makes `next` the current ruleset and returns the previous one. Keep the previous one
+    /// until [`wait_quiescent`](Self::wait_quiescent) returns, then drop it (so it is freed
+    /// here, not on a worker).
+    pub fn publish(&self, next: Arc<Ruleset>) -> Arc<Ruleset> {
+        let prev = self.shared.current.swap(next);
+        self.shared.seq.fetch_add(1, Ordering::SeqCst);
+        prev
+    }
+
+    /// The current ruleset.
+    pub fn current(&self) -> Arc<Ruleset> {
+        self.shared.current.load_full()
+    }
+
+    /// Registers a reader (one per worker); it starts online.
+    pub fn register_reader(&self) -> TableReader {
+        let seq = self.shared.seq.load(Ordering::SeqCst);
+        let cached = self.shared.current.load_full();
+        let slot = Arc::new(Slot {
+            seen: AtomicU64::new(seq),
+        });
+        let mut readers = self.shared.readers.lock().expect("reader list poisoned");
+        readers.retain(|w| w.strong_count() > 0);
+        readers.push(Arc::downgrade(&slot));
+        TableReader {
+            shared: self.shared.clone(),
+            slot,
+            cached,
+            cached_seq: seq,
+        }
+    }
+
+    /// Number of live readers.
+    pub fn reader_count(&self) -> usize {
+        let readers = self.shared.readers.lock().expect("reader list poisoned");
+        readers.iter().filter(|w| w.strong_count() > 0).count()
+    }
+
+    /// Returns once every online reader has passed a quiescent point after the latest
+    /// publish (offline and dropped readers do not block), or errs at the timeout.
+    pub fn wait_quiescent(&self, timeout: Duration) -> Result<(), NotQuiescent> {
+        let target = self.shared.seq.load(Ordering::SeqCst);
+        let deadline = Instant::now() + timeout;
+        let mut spins = 0u32;
+        loop {
+            let lagging = {
+                let readers = self.shared.readers.lock().expect("reader list poisoned");
+                readers
+                    .iter()
+                    .filter_map(|w| w.upgrade())
+                    .filter(|s| {
+                        let seen = s.seen.load(Ordering::SeqCst);
+                        seen != OFFLINE && seen < target
+                    })
+                    .count()
+            };
+            if lagging == 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(NotQuiescent { lagging });
+            }
+            // Workers pass a quiescent point every burst (microseconds): spin briefly, then sleep.
+            spins += 1;
+            if spins < 64 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+    }
+}
+
+/// Worker-side reader (one per worker; `Send`, not shared).
+pub struct TableReader {
+    shared: Arc<Shared>,
+    slot: Arc<Slot>,
+    cached: Arc<Ruleset>,
+    cached_seq: u64,
+}
+
+impl TableReader {
+    #[inline]
+    fn refresh(&mut self) -> u64 {
+        let seq = self.shared.seq.load(Ordering::SeqCst);
+        if seq != self.cached_seq {
+            // The store to `current` precedes the increment we just saw, so this load returns
+            // that ruleset or a newer one.
+            self.cached = self.shared.current.load_full();
+            self.cached_seq = seq;
+        }
+        seq
+    }
+
+    /// The ruleset to use for this burst (no reference counting unless a publish happened).
+    #[inline]
+    pub fn load(&mut self) -> &Ruleset {
+        self.refresh();
+        &self.cached
+    }
+
+    /// The ruleset as an `Arc` (for flows or logs that must outlive the burst).
+    pub fn load_arc(&mut self) -> Arc<Ruleset> {
+        self.refresh();
+        self.cached.clone()
+    }
+
+    /// Reports that this worker holds no reference from before the latest publish: call
+    /// after each burst (also when the burst was empty).
+    #[inline]
+    pub fn quiescent(&mut self) {
+        let seq = self.refresh();
+        self.slot.seen.store(seq, Ordering::SeqCst);
+    }
+
+    /// Parks the reader: writers stop waiting for it until [`online`](Self::online).
+    pub fn offline(&mut self) {
+        self.slot.seen.store(OFFLINE, Ordering::SeqCst);
+    }
+
+    /// Resumes after [`offline`](Self::offline).
+    pub fn online(&mut self) {
+        self.quiescent();
+    }
+
+    /// Generation of the cached ruleset (without refreshing).
+    pub fn cached_generation(&self) -> u64 {
+        self.cached.generation()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rampart_config::policy::{Action, ValidatedPolicy};
+    use std::sync::atomic::AtomicBool;
+
+    fn rs(generation: u64) -> Arc<Ruleset> {
+        Arc::new(
+            Ruleset::compile(&ValidatedPolicy::from_rules(
+                generation,
+                Action::Drop,
+                vec![],
+            ))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn reader_sees_publish_and_wait_tracks_quiescence() {
+        let h = TableHandle::new(rs(1));
+        let mut r = h.register_reader();
+        assert_eq!(r.load().generation(), 1);
+        let old = h.publish(rs(2));
+        assert_eq!(old.generation(), 1);
+        // The reader has not passed a quiescent point since the publish.
+        assert_eq!(
+            h.wait_quiescent(Duration::from_millis(5)),
+            Err(NotQuiescent { lagging: 1 })
+        );
+        // The reader still holds the old ruleset.
+        assert_eq!(Arc::strong_count(&old), 2);
+        r.quiescent();
+        h.wait_quiescent(Duration::from_millis(5)).unwrap();
+        // After quiescence only the control side holds the old ruleset.
+        assert_eq!(Arc::strong_count(&old), 1);
+        assert_eq!(r.load().generation(), 2);
+    }
+
+    #[test]
+    fn offline_and_dropped_readers_do_not_block() {
+        let h = TableHandle::new(rs(1));
+        let mut a = h.register_reader();
+        let b = h.register_reader();
+        a.offline();
+        drop(b);
+        h.publish(rs(2));
+        h.wait_quiescent(Duration::from_millis(5)).unwrap();
+        a.online();
+        assert_eq!(a.load().generation(), 2);
+        assert_eq!(h.reader_count(), 1);
+    }
+
+    #[test]
+    fn threads_never_see_a_freed_or_older_ruleset_after_quiescence() {
+        let h = TableHandle::new(rs(1));
+        let stop = Arc::new(AtomicBool::new(false));
+        let max_seen: Vec<Arc<AtomicU64>> = (0..3).map(|_| Arc::new(AtomicU64::new(0))).collect();
+        let mut joins = Vec::new();
+        for seen in &max_seen {
+            let mut r = h.register_reader();
+            let stop = stop.clone();
+            let seen = seen.clone();
+            joins.push(std::thread::spawn(move || {
+                let mut last = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let g = r.load().generation();
+                    // Generations never go backwards for one reader.
+                    assert!(g >= last, "generation went back from {last} to {g}");
+                    last = g;
+                    seen.store(g, Ordering::SeqCst);
+                    r.quiescent();
+                }
+            }));
+        }
+        for g in 2..=100u64 {
+            let old = h.publish(rs(g));
+            h.wait_quiescent(Duration::from_secs(10)).unwrap();
+            // Every reader has moved past the old ruleset: we hold the last reference.
+            assert_eq!(Arc::strong_count(&old), 1, "generation {g}");
+            for s in &max_seen {
+                assert!(s.load(Ordering::SeqCst) >= g - 1);
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        for j in joins {
+            j.join().unwrap();
+        }
+    }
+}
