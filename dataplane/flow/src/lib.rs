@@ -1,1 +1,31 @@
-//! (being written)
+//! rampart-flow: one connection-tracking table per worker core.
+//!
+//! No locks, no allocation after [`FlowTable::new`], time passed in by the caller.
+//!
+//! # How the worker uses it (per burst)
+//! 1. [`FlowTable::lookup_burst`] over the parsed keys → `Option<Hit>` per packet
+//!    ([`Hit`] = [`FlowHandle`] + [`Direction`]).
+//! 2. Hit: check [`Flow::admitted_under`] against the current ruleset generation (if not,
+//!    reclassify and [`FlowTable::set_admission`] or [`FlowTable::remove`]); then
+//!    [`FlowTable::track`] with [`PacketInfo::from_parsed`] → [`TrackVerdict`].
+//! 3. Miss: ICMP errors go to [`FlowTable::lookup_related`] with
+//!    `Parsed::icmp_inner`; other packets that [`FlowTable::can_open`] are classified, and
+//!    an allowed one is [`FlowTable::insert`]ed (rule id + generation) and then tracked.
+//! 4. Once per loop: [`FlowTable::expire_burst`] with a small budget.
+//!
+//! Handles are only valid within the burst that produced them. The TCP/UDP/ICMP state
+//! machines and strict mode are described in [`state`]; layout, expiry and the full-table
+//! eviction policy in [`table`]. [`FlowTable::iter`] and [`FlowTable::stats`] serve
+//! `rampartctl flows` and the metrics.
+
+mod config;
+mod flow;
+mod packet;
+pub mod state;
+pub mod table;
+
+pub use config::{FlowConfig, FlowConfigError, Timeouts, MAX_CAPACITY};
+pub use flow::{Direction, Flow, RuleId};
+pub use packet::PacketInfo;
+pub use state::{FlowState, TrackError, TrackVerdict};
+pub use table::{FlowHandle, FlowStats, FlowTable, Hit, InsertError, BURST_MAX, TICK_SHIFT};

@@ -152,7 +152,7 @@ impl TunnelRepr<'_> {
                 buf[..8].copy_from_slice(&[0x08, 0, 0, 0, v[1], v[2], v[3], 0]);
             }
             TunnelKind::Geneve => {
-                if self.options.len() % 4 != 0 || self.options.len() > 63 * 4 {
+                if !self.options.len().is_multiple_of(4) || self.options.len() > 63 * 4 {
                     return Err(BuildError::Unsupported);
                 }
                 let et = crate::ethernet::ethertype::TEB.to_be_bytes();

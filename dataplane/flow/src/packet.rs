@@ -1,0 +1,53 @@
+//! The per-packet facts the state machine needs, taken from a parsed frame.
+
+use rampart_wire::{icmp, proto, Parsed};
+
+/// What `FlowTable::track` reads from a packet. Built from [`Parsed`] with
+/// [`PacketInfo::from_parsed`]; `Copy` and small.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PacketInfo {
+    /// IP protocol.
+    pub proto: u8,
+    /// TCP flag byte.
+    pub tcp_flags: u8,
+    /// TCP sequence number.
+    pub seq: u32,
+    /// TCP acknowledgement number.
+    pub ack: u32,
+    /// TCP window (unscaled).
+    pub window: u16,
+    /// TCP window-scale option (SYNs).
+    pub wscale: Option<u8>,
+    /// Transport payload length.
+    pub payload_len: u16,
+    /// Bytes counted against the flow (the frame length).
+    pub frame_len: u16,
+    /// True for an ICMP/ICMPv6 echo or timestamp request (the message that may open an ICMP
+    /// pseudo-connection).
+    pub icmp_request: bool,
+    /// True for an ICMP echo/timestamp reply.
+    pub icmp_reply: bool,
+}
+
+impl PacketInfo {
+    /// Extracts the tracking facts from a parsed frame.
+    #[inline]
+    pub fn from_parsed(p: &Parsed) -> Self {
+        let v6 = p.key.proto == proto::ICMPV6;
+        let icmp = p.key.proto == proto::ICMP || v6;
+        let has_id = icmp && p.icmp.echo_id.is_some();
+        let req = has_id && icmp::is_request(v6, p.icmp.msg_type);
+        PacketInfo {
+            proto: p.key.proto,
+            tcp_flags: p.tcp.flags,
+            seq: p.tcp.seq,
+            ack: p.tcp.ack,
+            window: p.tcp.window,
+            wscale: p.tcp.wscale,
+            payload_len: p.payload_len,
+            frame_len: p.frame_len,
+            icmp_request: req,
+            icmp_reply: has_id && !req,
+        }
+    }
+}

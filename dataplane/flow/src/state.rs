@@ -1,0 +1,378 @@
+//! Protocol state machines: TCP (in the spirit of nf_conntrack), UDP, ICMP and generic
+//! pseudo-connections.
+//!
+//! # TCP
+//! `New` (inserted, nothing tracked yet) → SYN → `SynSent` → SYN-ACK from the reply side
+//! (or a SYN: simultaneous open) → `SynRecv` → ACK from the originator → `Established`
+//! (assured). A FIN from one side → `FinWait`; the other side's ACK → `CloseWait`; its FIN →
+//! `LastAck`; the final ACK → `TimeWait`. A RST in any state → `Close`. A new SYN from the
+//! originator reopens a flow in `TimeWait`/`Close`. A first packet that is not a SYN is
+//! refused (`NotOpener`) unless loose pickup is on, in which case it creates an `Established`
+//! flow that becomes assured once the other side answers.
+//!
+//! # Strict mode
+//! With `strict_tcp`, each direction's right window edge is learned from the other side's
+//! ACK + window (scaled when both SYNs carried the option, RFC 7323). A segment (RST
+//! included) whose end lies beyond the receiver's advertised right edge, or whose start
+//! lies more than two maximum windows below it, is `OutOfWindow`. This blocks blind
+//! injection and stale segments without the full Rooij tracking of ACK ranges.
+//!
+//! # UDP, ICMP, others
+//! UDP: `UdpUnreplied` until a reply, then `UdpReplied` (assured, longer stream timeout).
+//! ICMP: only an echo/timestamp request opens (`IcmpRequest`); its reply makes it
+//! `IcmpReplied`. Other ICMP types allowed by policy and other protocols use `Other` /
+//! `OtherReplied` with the ICMP or generic timeout.
+
+use rampart_wire::proto;
+use rampart_wire::tcp::flags as tf;
+
+use crate::flow::{flag, Direction, Flow};
+
+/// Per-flow protocol state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum FlowState {
+    /// Slot not in use.
+    Free = 0,
+    /// Inserted; the first packet has not been tracked yet.
+    New,
+    /// TCP: SYN seen.
+    TcpSynSent,
+    /// TCP: SYN-ACK (or simultaneous SYN) seen.
+    TcpSynRecv,
+    /// TCP: handshake complete (or picked up mid-stream).
+    TcpEstablished,
+    /// TCP: one side sent FIN.
+    TcpFinWait,
+    /// TCP: FIN acknowledged, other side still open.
+    TcpCloseWait,
+    /// TCP: both sides sent FIN.
+    TcpLastAck,
+    /// TCP: closed by FINs, lingering.
+    TcpTimeWait,
+    /// TCP: closed by RST.
+    TcpClose,
+    /// UDP: one direction seen.
+    UdpUnreplied,
+    /// UDP: both directions seen.
+    UdpReplied,
+    /// ICMP: request seen.
+    IcmpRequest,
+    /// ICMP: reply seen.
+    IcmpReplied,
+    /// Other protocol (or non-echo ICMP): one direction.
+    Other,
+    /// Other protocol: both directions.
+    OtherReplied,
+}
+
+impl FlowState {
+    /// Number of states (size of the timeout table).
+    pub const COUNT: usize = 16;
+
+    /// Stable lower-case name (for `rampartctl flows`).
+    pub fn name(self) -> &'static str {
+        match self {
+            FlowState::Free => "free",
+            FlowState::New => "new",
+            FlowState::TcpSynSent => "syn_sent",
+            FlowState::TcpSynRecv => "syn_recv",
+            FlowState::TcpEstablished => "established",
+            FlowState::TcpFinWait => "fin_wait",
+            FlowState::TcpCloseWait => "close_wait",
+            FlowState::TcpLastAck => "last_ack",
+            FlowState::TcpTimeWait => "time_wait",
+            FlowState::TcpClose => "close",
+            FlowState::UdpUnreplied => "udp_unreplied",
+            FlowState::UdpReplied => "udp_replied",
+            FlowState::IcmpRequest => "icmp_request",
+            FlowState::IcmpReplied => "icmp_replied",
+            FlowState::Other => "other",
+            FlowState::OtherReplied => "other_replied",
+        }
+    }
+}
+
+macro_rules! track_errors {
+    ($( $(#[doc = $doc:literal])* $name:ident => $text:literal, )*) => {
+        /// Why `track` refused a packet; the worker counts these per reason.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum TrackError {
+            $( $(#[doc = $doc])* $name, )*
+        }
+
+        impl TrackError {
+            /// Every variant in index order.
+            pub const ALL: &'static [TrackError] = &[$(TrackError::$name,)*];
+            /// Number of variants.
+            pub const COUNT: usize = Self::ALL.len();
+            /// Dense index.
+            #[inline]
+            pub fn index(self) -> usize {
+                self as usize
+            }
+            /// Counter name.
+            pub fn name(self) -> &'static str {
+                match self { $( TrackError::$name => $text, )* }
+            }
+        }
+    };
+}
+
+track_errors! {
+    /// The first packet cannot open a flow (TCP without SYN in strict pickup, ICMP reply).
+    /// The flow that `insert` created for it is removed again.
+    NotOpener => "not_opener",
+    /// TCP flags that make no sense in the flow's state (e.g. SYN on an established flow).
+    UnexpectedFlags => "unexpected_flags",
+    /// Invalid TCP flag combination (SYN+FIN, SYN+RST, no flags).
+    BadFlags => "bad_flags",
+    /// TCP segment outside the advertised window (strict mode).
+    OutOfWindow => "out_of_window",
+    /// The handle no longer names a live flow.
+    Stale => "stale_handle",
+}
+
+/// The outcome of tracking one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrackVerdict {
+    /// The packet belongs to the flow; state and counters were updated.
+    Accept,
+    /// The packet does not fit the flow's state; drop it (nothing was updated).
+    Drop(TrackError),
+}
+
+/// The modes the state machine runs in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Modes {
+    pub loose: bool,
+    pub strict: bool,
+}
+
+const NO_SCALE: u8 = 0xf;
+
+fn wscale_of(f: &Flow, d: Direction) -> u8 {
+    (f.wscale >> (4 * d.index() as u8)) & 0xf
+}
+
+fn set_wscale(f: &mut Flow, d: Direction, v: Option<u8>) {
+    let v = v.map_or(NO_SCALE, |s| s.min(14));
+    let sh = 4 * d.index() as u8;
+    f.wscale = (f.wscale & !(0xf << sh)) | (v << sh);
+}
+
+/// The scale applying to windows sent by `d` (0 unless both sides offered the option).
+fn scale(f: &Flow, d: Direction) -> u8 {
+    let (a, b) = (
+        wscale_of(f, Direction::Original),
+        wscale_of(f, Direction::Reply),
+    );
+    if a == NO_SCALE || b == NO_SCALE {
+        0
+    } else {
+        wscale_of(f, d)
+    }
+}
+
+fn edge_flag(d: Direction) -> u8 {
+    match d {
+        Direction::Original => flag::EDGE_ORIG,
+        Direction::Reply => flag::EDGE_REPLY,
+    }
+}
+
+fn fin_flag(d: Direction) -> u8 {
+    match d {
+        Direction::Original => flag::FIN_ORIG,
+        Direction::Reply => flag::FIN_REPLY,
+    }
+}
+
+/// Applies one packet to the flow's state. On error nothing is changed.
+pub(crate) fn advance(
+    f: &mut Flow,
+    d: Direction,
+    p: &crate::PacketInfo,
+    m: Modes,
+) -> Result<(), TrackError> {
+    match f.key.proto {
+        proto::TCP => tcp(f, d, p, m),
+        proto::UDP => {
+            f.state = match (f.state, d) {
+                (FlowState::New, _) => FlowState::UdpUnreplied,
+                (_, Direction::Reply) => {
+                    f.flags |= flag::ASSURED;
+                    FlowState::UdpReplied
+                }
+                (s, _) => s,
+            };
+            Ok(())
+        }
+        proto::ICMP | proto::ICMPV6 if f.state == FlowState::New => {
+            if p.icmp_request {
+                f.state = FlowState::IcmpRequest;
+            } else if p.icmp_reply && !m.loose {
+                return Err(TrackError::NotOpener);
+            } else {
+                f.state = FlowState::Other;
+            }
+            Ok(())
+        }
+        _ => {
+            f.state = match (f.state, d) {
+                (FlowState::New, _) => FlowState::Other,
+                (FlowState::IcmpRequest, Direction::Reply) => {
+                    f.flags |= flag::ASSURED;
+                    FlowState::IcmpReplied
+                }
+                (FlowState::Other, Direction::Reply) => {
+                    f.flags |= flag::ASSURED;
+                    FlowState::OtherReplied
+                }
+                (s, _) => s,
+            };
+            Ok(())
+        }
+    }
+}
+
+fn tcp(f: &mut Flow, d: Direction, p: &crate::PacketInfo, m: Modes) -> Result<(), TrackError> {
+    use FlowState::*;
+    let fl = p.tcp_flags;
+    let (syn, ack, fin, rst) = (
+        fl & tf::SYN != 0,
+        fl & tf::ACK != 0,
+        fl & tf::FIN != 0,
+        fl & tf::RST != 0,
+    );
+    if (syn && (fin || rst)) || fl & (tf::SYN | tf::ACK | tf::FIN | tf::RST) == 0 {
+        return Err(TrackError::BadFlags);
+    }
+    let orig = d == Direction::Original;
+    if m.strict && !syn && !matches!(f.state, New | TcpSynSent) {
+        check_window(f, d, p)?;
+    }
+    let next = match f.state {
+        New => {
+            if syn && !ack {
+                TcpSynSent
+            } else if m.loose && !syn && !rst {
+                f.flags |= flag::PICKED_UP;
+                TcpEstablished
+            } else {
+                return Err(TrackError::NotOpener);
+            }
+        }
+        _ if rst => TcpClose,
+        TcpSynSent => match (orig, syn, ack) {
+            (true, true, false) => TcpSynSent,
+            (false, true, _) => TcpSynRecv,
+            _ => return Err(TrackError::UnexpectedFlags),
+        },
+        TcpSynRecv => match (orig, syn, ack) {
+            (_, true, _) => TcpSynRecv,
+            (_, false, true) => {
+                f.flags |= flag::ASSURED;
+                if fin {
+                    f.flags |= fin_flag(d);
+                    TcpFinWait
+                } else {
+                    TcpEstablished
+                }
+            }
+            _ => return Err(TrackError::UnexpectedFlags),
+        },
+        TcpEstablished | TcpFinWait | TcpCloseWait | TcpLastAck if syn => {
+            return Err(TrackError::UnexpectedFlags);
+        }
+        TcpEstablished => {
+            if !orig && f.flags & flag::PICKED_UP != 0 {
+                f.flags |= flag::ASSURED;
+            }
+            if fin {
+                f.flags |= fin_flag(d);
+                TcpFinWait
+            } else {
+                TcpEstablished
+            }
+        }
+        TcpFinWait | TcpCloseWait => {
+            let first_fin_by_me = f.flags & fin_flag(d) != 0;
+            if fin && !first_fin_by_me {
+                f.flags |= fin_flag(d);
+                TcpLastAck
+            } else if !first_fin_by_me && ack {
+                TcpCloseWait
+            } else {
+                f.state
+            }
+        }
+        TcpLastAck => {
+            if ack && !fin {
+                TcpTimeWait
+            } else {
+                TcpLastAck
+            }
+        }
+        TcpTimeWait | TcpClose => {
+            if syn && !ack && orig {
+                // Port reuse: a fresh connection on the same 5-tuple.
+                f.flags &= !(flag::FIN_ORIG
+                    | flag::FIN_REPLY
+                    | flag::EDGE_ORIG
+                    | flag::EDGE_REPLY
+                    | flag::ASSURED);
+                TcpSynSent
+            } else if syn {
+                return Err(TrackError::UnexpectedFlags);
+            } else {
+                f.state
+            }
+        }
+        Free | UdpUnreplied | UdpReplied | IcmpRequest | IcmpReplied | Other | OtherReplied => {
+            return Err(TrackError::Stale);
+        }
+    };
+    if syn {
+        set_wscale(f, d, p.wscale);
+        if next == TcpSynSent {
+            // Fresh handshake: the reply side has not spoken yet.
+            set_wscale(f, Direction::Reply, None);
+        }
+    }
+    if ack {
+        // The receiver (d) tells the other side how far it may send.
+        let other = d.flip();
+        let win = u32::from(p.window) << if syn { 0 } else { scale(f, d) };
+        let edge = p.ack.wrapping_add(win);
+        let i = other.index();
+        if f.flags & edge_flag(other) == 0 || (edge.wrapping_sub(f.edge[i]) as i32) > 0 {
+            f.edge[i] = edge;
+            f.flags |= edge_flag(other);
+        }
+    }
+    f.state = next;
+    Ok(())
+}
+
+fn check_window(f: &Flow, d: Direction, p: &crate::PacketInfo) -> Result<(), TrackError> {
+    if f.flags & edge_flag(d) == 0 {
+        return Ok(());
+    }
+    let edge = f.edge[d.index()];
+    let fin = u32::from(p.tcp_flags & tf::FIN != 0);
+    let end = p
+        .seq
+        .wrapping_add(u32::from(p.payload_len))
+        .wrapping_add(fin);
+    if (end.wrapping_sub(edge) as i32) > 0 {
+        return Err(TrackError::OutOfWindow);
+    }
+    let max_win = 65535u64 << scale(f, d.flip());
+    let below = u64::from(edge.wrapping_sub(p.seq));
+    if below > 2 * max_win {
+        return Err(TrackError::OutOfWindow);
+    }
+    Ok(())
+}

@@ -1,0 +1,730 @@
+//! The per-worker flow table: a bucketised hash index over a fixed array of flows.
+//!
+//! # Layout
+//! `flows` is a `Vec<Flow>` of exactly `capacity` records (88 B each), threaded into a free
+//! list through their `rule` field. The index is an array of 64-byte buckets, each holding 15
+//! slots plus an overflow count. A slot is a `u32`: the flow's index + 1 in the low
+//! `idx_bits` bits, a hash signature in the rest (0 = empty). There are 1.5 slots per flow
+//! (about 6 B per flow), so a bucket is two-thirds full when the table is. An entry goes to
+//! its home bucket or, if that is full, to one of the next `MAX_PROBE` buckets; the home
+//! bucket counts such overflows so lookups only walk past it when needed.
+//!
+//! # Time and expiry
+//! Time is passed in as `now_ns` (read once per burst by the worker). Flows store the last
+//! accepted packet's time in 2^20 ns ticks (u32, wrapping; the longest timeout is 5 days of
+//! a 52-day wrap). Nothing scans per packet: a lookup that finds an expired flow removes it
+//! and reports a miss, and [`FlowTable::expire_burst`] (call once per loop iteration) walks a
+//! bounded number of records from a cursor and frees the expired ones.
+//!
+//! # Full table
+//! When every record is in use, [`FlowTable::insert`] evicts, in order: an expired flow in
+//! the new key's home buckets, the stalest unassured flow there (embryonic TCP, unreplied UDP
+//! or ICMP: what a SYN flood creates), then the same among the next records at the sweep
+//! cursor. Assured flows (handshake completed / seen both ways) are never evicted: if no
+//! victim is found, the insert fails with [`InsertError::TableFull`] and the new flow's
+//! packet is dropped, so established sessions keep working under any flood.
+
+use rampart_wire::FlowKey;
+
+use crate::config::{FlowConfig, FlowConfigError, Timeouts, MAX_CAPACITY};
+use crate::flow::{flag, Direction, Flow, RuleId};
+use crate::state::{self, FlowState, Modes, TrackError, TrackVerdict};
+use crate::PacketInfo;
+
+/// Resolution of the table's clock: 2^20 ns ≈ 1.05 ms.
+pub const TICK_SHIFT: u32 = 20;
+/// Most keys a burst call handles at once (longer slices are processed in chunks).
+pub const BURST_MAX: usize = 64;
+/// How far past its home bucket an entry may be placed.
+const MAX_PROBE: u32 = 8;
+/// Slots per bucket (the 16th word is the overflow count).
+const SLOTS: usize = 15;
+/// Records examined at the sweep cursor when looking for an eviction victim.
+const EVICT_SCAN: u32 = 32;
+const NONE: u32 = u32::MAX;
+
+#[inline]
+pub(crate) fn tick(now_ns: u64) -> u32 {
+    (now_ns >> TICK_SHIFT) as u32
+}
+
+fn ticks_of(secs: u32) -> u32 {
+    ((u64::from(secs) * 1_000_000_000) >> TICK_SHIFT) as u32
+}
+
+/// Names a flow until the end of the current burst: flows may be removed or reused by the
+/// next insert/expiry, so handles must not be kept across bursts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowHandle(u32);
+
+impl FlowHandle {
+    /// The record index.
+    pub fn index(self) -> u32 {
+        self.0
+    }
+}
+
+/// A lookup hit: the flow and the direction of the looked-up packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Hit {
+    /// The flow.
+    pub handle: FlowHandle,
+    /// Direction of the packet relative to the flow's originator.
+    pub dir: Direction,
+}
+
+/// Why a flow could not be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InsertError {
+    /// Every record is an assured flow (or the key's buckets are all full): nothing may be
+    /// evicted.
+    TableFull,
+}
+
+/// Occupancy and eviction counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlowStats {
+    /// Flows in use.
+    pub len: u32,
+    /// Maximum flows.
+    pub capacity: u32,
+    /// Flows created.
+    pub inserts: u64,
+    /// Inserts refused because nothing could be evicted.
+    pub insert_failures: u64,
+    /// Unassured flows evicted to make room.
+    pub evictions: u64,
+    /// Flows removed because they timed out (lazily or by the sweep).
+    pub expired: u64,
+    /// Flows removed by `remove` or by a refused first packet.
+    pub removed: u64,
+    /// Bytes allocated for records and index.
+    pub memory_bytes: u64,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Bucket {
+    slots: [u32; SLOTS],
+    /// Entries whose home is this bucket but which live in a later one.
+    overflow: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<Bucket>() == 64);
+
+/// Per-burst scratch, allocated once.
+struct Scratch {
+    hash: [u64; BURST_MAX],
+    key: [FlowKey; BURST_MAX],
+    swapped: [bool; BURST_MAX],
+    cand: [u32; BURST_MAX],
+}
+
+/// One worker's connection-tracking table. See the module docs for layout, expiry and the
+/// full-table policy. No method allocates after [`FlowTable::new`].
+pub struct FlowTable {
+    flows: Vec<Flow>,
+    buckets: Vec<Bucket>,
+    nbuckets: u32,
+    idx_bits: u32,
+    idx_mask: u32,
+    free_head: u32,
+    /// Records never yet used (above this index, all free and not in the list).
+    high_water: u32,
+    max_probe: u32,
+    sweep: u32,
+    timeout: [u32; FlowState::COUNT],
+    modes: Modes,
+    seed: u64,
+    stats: FlowStats,
+    scratch: Box<Scratch>,
+}
+
+impl FlowTable {
+    /// Allocates a table for `cfg.capacity` flows.
+    pub fn new(cfg: &FlowConfig) -> Result<Self, FlowConfigError> {
+        if cfg.capacity == 0 || cfg.capacity > MAX_CAPACITY {
+            return Err(FlowConfigError::Capacity(cfg.capacity));
+        }
+        let timeout = timeout_table(&cfg.timeouts)?;
+        let cap = cfg.capacity;
+        let nbuckets = ((u64::from(cap) * 3 / 2).div_ceil(SLOTS as u64)).max(2) as u32;
+        // cap itself (index + 1) must fit; at most 29 bits, leaving >= 3 signature bits.
+        let idx_bits = 32 - cap.leading_zeros();
+        let empty = Bucket {
+            slots: [0; SLOTS],
+            overflow: 0,
+        };
+        let flows = vec![Flow::FREE; cap as usize];
+        let buckets = vec![empty; nbuckets as usize];
+        let memory = (flows.len() * core::mem::size_of::<Flow>() + buckets.len() * 64) as u64;
+        Ok(FlowTable {
+            flows,
+            buckets,
+            nbuckets,
+            idx_bits,
+            idx_mask: (1 << idx_bits) - 1,
+            free_head: NONE,
+            high_water: 0,
+            max_probe: 0,
+            sweep: 0,
+            timeout,
+            modes: Modes {
+                loose: cfg.loose_tcp_pickup,
+                strict: cfg.strict_tcp,
+            },
+            seed: cfg.hash_seed,
+            stats: FlowStats {
+                capacity: cap,
+                memory_bytes: memory,
+                ..FlowStats::default()
+            },
+            scratch: Box::new(Scratch {
+                hash: [0; BURST_MAX],
+                key: [FlowKey::default(); BURST_MAX],
+                swapped: [false; BURST_MAX],
+                cand: [NONE; BURST_MAX],
+            }),
+        })
+    }
+
+    /// Occupancy and eviction counters.
+    pub fn stats(&self) -> FlowStats {
+        self.stats
+    }
+
+    /// Flows in use.
+    pub fn len(&self) -> usize {
+        self.stats.len as usize
+    }
+
+    /// True if no flow is in use.
+    pub fn is_empty(&self) -> bool {
+        self.stats.len == 0
+    }
+
+    #[inline]
+    fn hash(&self, k: &FlowKey) -> u64 {
+        let mut h = self.seed;
+        for w in k.words() {
+            h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            h ^= h >> 29;
+        }
+        // fmix64 finaliser (MurmurHash3)
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+
+    #[inline]
+    fn home(&self, h: u64) -> u32 {
+        (((h >> 32) * u64::from(self.nbuckets)) >> 32) as u32
+    }
+
+    #[inline]
+    fn sig(&self, h: u64) -> u32 {
+        (h as u32) >> self.idx_bits
+    }
+
+    #[inline]
+    fn next_bucket(&self, b: u32) -> u32 {
+        if b + 1 == self.nbuckets {
+            0
+        } else {
+            b + 1
+        }
+    }
+
+    /// Searches for a canonical key; returns the record index.
+    #[inline]
+    fn find(&self, ck: &FlowKey, h: u64) -> Option<u32> {
+        let home = self.home(h);
+        let want = self.sig(h);
+        let probes = if self.buckets[home as usize].overflow == 0 {
+            0
+        } else {
+            self.max_probe
+        };
+        let mut b = home;
+        for _ in 0..=probes {
+            for &s in &self.buckets[b as usize].slots {
+                if s != 0 && (s >> self.idx_bits) == want {
+                    let i = (s & self.idx_mask) - 1;
+                    if self.flows[i as usize].key == *ck {
+                        return Some(i);
+                    }
+                }
+            }
+            b = self.next_bucket(b);
+        }
+        None
+    }
+
+    #[inline]
+    fn expired(&self, f: &Flow, now_t: u32) -> bool {
+        now_t.wrapping_sub(f.last_seen) > self.timeout[f.state as usize]
+    }
+
+    #[inline]
+    fn dir_of(f: &Flow, swapped: bool) -> Direction {
+        if swapped == (f.flags & flag::ORIG_SWAPPED != 0) {
+            Direction::Original
+        } else {
+            Direction::Reply
+        }
+    }
+
+    /// Looks up one packet key. An expired flow is removed and reported as a miss.
+    pub fn lookup(&mut self, key: &FlowKey, now_ns: u64) -> Option<Hit> {
+        let (ck, order) = key.canonical();
+        let h = self.hash(&ck);
+        let i = self.find(&ck, h)?;
+        self.hit_or_expire(i, order == rampart_wire::KeyOrder::Swapped, tick(now_ns))
+    }
+
+    #[inline]
+    fn hit_or_expire(&mut self, i: u32, swapped: bool, now_t: u32) -> Option<Hit> {
+        let f = &self.flows[i as usize];
+        if self.expired(f, now_t) {
+            self.free(i);
+            self.stats.expired += 1;
+            return None;
+        }
+        Some(Hit {
+            handle: FlowHandle(i),
+            dir: Self::dir_of(f, swapped),
+        })
+    }
+
+    /// Looks up a burst of packet keys, hiding memory latency: hash every key and prefetch its
+    /// bucket, then find signature matches and prefetch those records, then compare keys.
+    /// `out[i]` gets the result for `keys[i]`; `out` must be at least as long as `keys`.
+    pub fn lookup_burst(&mut self, keys: &[FlowKey], now_ns: u64, out: &mut [Option<Hit>]) {
+        self.lookup_burst_impl::<true>(keys, now_ns, out);
+    }
+
+    /// [`Self::lookup_burst`] without the prefetches: only for measuring what they buy.
+    #[doc(hidden)]
+    pub fn lookup_burst_no_prefetch(
+        &mut self,
+        keys: &[FlowKey],
+        now_ns: u64,
+        out: &mut [Option<Hit>],
+    ) {
+        self.lookup_burst_impl::<false>(keys, now_ns, out);
+    }
+
+    fn lookup_burst_impl<const PREFETCH: bool>(
+        &mut self,
+        keys: &[FlowKey],
+        now_ns: u64,
+        out: &mut [Option<Hit>],
+    ) {
+        assert!(
+            out.len() >= keys.len(),
+            "lookup_burst: out shorter than keys"
+        );
+        let now_t = tick(now_ns);
+        for (chunk_no, chunk) in keys.chunks(BURST_MAX).enumerate() {
+            let base = chunk_no * BURST_MAX;
+            let n = chunk.len();
+            // Stage 1: canonicalise, hash, prefetch the home bucket.
+            for (j, k) in chunk.iter().enumerate() {
+                let (ck, order) = k.canonical();
+                let h = self.hash(&ck);
+                let s = &mut self.scratch;
+                s.key[j] = ck;
+                s.swapped[j] = order == rampart_wire::KeyOrder::Swapped;
+                s.hash[j] = h;
+                if PREFETCH {
+                    let b = self.home(h);
+                    touch_bucket(&self.buckets[b as usize]);
+                }
+            }
+            // Stage 2: first signature match in the home bucket; prefetch that record.
+            for j in 0..n {
+                let h = self.scratch.hash[j];
+                let home = self.home(h);
+                let want = self.sig(h);
+                let mut cand = NONE;
+                for &s in &self.buckets[home as usize].slots {
+                    if s != 0 && (s >> self.idx_bits) == want {
+                        cand = (s & self.idx_mask) - 1;
+                        break;
+                    }
+                }
+                self.scratch.cand[j] = cand;
+                if PREFETCH && cand != NONE {
+                    touch_flow(&self.flows[cand as usize]);
+                }
+            }
+            // Stage 3: compare; fall back to the full search on a signature collision or an
+            // overflowed bucket.
+            for j in 0..n {
+                let ck = self.scratch.key[j];
+                let cand = self.scratch.cand[j];
+                let idx = if cand != NONE && self.flows[cand as usize].key == ck {
+                    Some(cand)
+                } else {
+                    let h = self.scratch.hash[j];
+                    let home = self.home(h);
+                    if cand == NONE && self.buckets[home as usize].overflow == 0 {
+                        None
+                    } else {
+                        self.find(&ck, h)
+                    }
+                };
+                out[base + j] = match idx {
+                    Some(i) => self.hit_or_expire(i, self.scratch.swapped[j], now_t),
+                    None => None,
+                };
+            }
+        }
+    }
+
+    /// Finds the flow an ICMP error relates to, from the error's embedded key
+    /// ([`rampart_wire::Parsed::icmp_inner`]). Returns the flow and the direction of the
+    /// embedded packet; the error itself travels the opposite way.
+    pub fn lookup_related(&mut self, inner: &FlowKey, now_ns: u64) -> Option<Hit> {
+        self.lookup(inner, now_ns)
+    }
+
+    /// True if `pkt` may open a new flow (a TCP SYN, or anything in loose mode; not an ICMP
+    /// echo reply). The pipeline can use it to skip classifying packets that `track` would
+    /// refuse anyway.
+    pub fn can_open(&self, pkt: &PacketInfo) -> bool {
+        use rampart_wire::tcp::flags as tf;
+        match pkt.proto {
+            rampart_wire::proto::TCP => {
+                let f = pkt.tcp_flags;
+                (f & (tf::SYN | tf::ACK | tf::RST | tf::FIN) == tf::SYN)
+                    || (self.modes.loose && f & (tf::SYN | tf::RST) == 0 && f != 0)
+            }
+            rampart_wire::proto::ICMP | rampart_wire::proto::ICMPV6 => {
+                !pkt.icmp_reply || self.modes.loose
+            }
+            _ => true,
+        }
+    }
+
+    /// Creates a flow for an allowed first packet, remembering the rule and ruleset
+    /// generation that admitted it, then the caller tracks the packet with [`Self::track`].
+    /// If the flow already exists (two first packets in one burst) the existing one is
+    /// returned. When the table is full, see the module docs for the eviction policy.
+    pub fn insert(
+        &mut self,
+        key: &FlowKey,
+        rule: RuleId,
+        generation: u64,
+        now_ns: u64,
+    ) -> Result<Hit, InsertError> {
+        let (ck, order) = key.canonical();
+        let swapped = order == rampart_wire::KeyOrder::Swapped;
+        let h = self.hash(&ck);
+        let now_t = tick(now_ns);
+        if let Some(i) = self.find(&ck, h) {
+            if let Some(hit) = self.hit_or_expire(i, swapped, now_t) {
+                return Ok(hit);
+            }
+        }
+        if self.stats.len == self.stats.capacity && !self.evict(h, now_t) {
+            self.stats.insert_failures += 1;
+            return Err(InsertError::TableFull);
+        }
+        let Some(pos) = self.free_slot(h) else {
+            self.stats.insert_failures += 1;
+            return Err(InsertError::TableFull);
+        };
+        let i = self.alloc();
+        let f = &mut self.flows[i as usize];
+        *f = Flow::FREE;
+        f.key = ck;
+        f.state = FlowState::New;
+        f.flags = if swapped { flag::ORIG_SWAPPED } else { 0 };
+        f.rule = rule.0;
+        f.generation = generation as u32;
+        f.last_seen = now_t;
+        let (b, dist) = pos;
+        let slot = self.buckets[b as usize]
+            .slots
+            .iter()
+            .position(|&s| s == 0)
+            .expect("free_slot found room");
+        self.buckets[b as usize].slots[slot] = (self.sig(h) << self.idx_bits) | (i + 1);
+        if dist > 0 {
+            let home = self.home(h) as usize;
+            self.buckets[home].overflow += 1;
+            self.max_probe = self.max_probe.max(dist);
+        }
+        self.stats.len += 1;
+        self.stats.inserts += 1;
+        Ok(Hit {
+            handle: FlowHandle(i),
+            dir: Direction::Original,
+        })
+    }
+
+    /// The first bucket from the home of `h` with a free slot, and its distance.
+    fn free_slot(&self, h: u64) -> Option<(u32, u32)> {
+        let mut b = self.home(h);
+        for dist in 0..=MAX_PROBE {
+            if self.buckets[b as usize].slots.contains(&0) {
+                return Some((b, dist));
+            }
+            b = self.next_bucket(b);
+        }
+        None
+    }
+
+    fn alloc(&mut self) -> u32 {
+        if self.free_head != NONE {
+            let i = self.free_head;
+            self.free_head = self.flows[i as usize].rule;
+            i
+        } else {
+            let i = self.high_water;
+            self.high_water += 1;
+            i
+        }
+    }
+
+    /// Unlinks record `i` from the index and puts it on the free list.
+    fn free(&mut self, i: u32) {
+        let h = self.hash(&self.flows[i as usize].key);
+        let home = self.home(h);
+        let mut b = home;
+        for dist in 0..=self.max_probe {
+            let bucket = &mut self.buckets[b as usize];
+            if let Some(s) = bucket
+                .slots
+                .iter()
+                .position(|&s| s != 0 && (s & self.idx_mask) == i + 1)
+            {
+                bucket.slots[s] = 0;
+                if dist > 0 {
+                    self.buckets[home as usize].overflow -= 1;
+                }
+                break;
+            }
+            b = self.next_bucket(b);
+        }
+        let f = &mut self.flows[i as usize];
+        *f = Flow::FREE;
+        f.rule = self.free_head;
+        self.free_head = i;
+        self.stats.len -= 1;
+    }
+
+    /// Frees one victim to make room for a key hashing to `h`. See the module docs.
+    fn evict(&mut self, h: u64, now_t: u32) -> bool {
+        let mut best: Option<(u32, u32)> = None; // (index, age); expired wins outright
+        let consider = |t: &Self, i: u32, best: &mut Option<(u32, u32)>| -> bool {
+            let f = &t.flows[i as usize];
+            if f.state == FlowState::Free {
+                return false;
+            }
+            if t.expired(f, now_t) {
+                *best = Some((i, u32::MAX));
+                return true;
+            }
+            if f.flags & flag::ASSURED == 0 {
+                let age = now_t.wrapping_sub(f.last_seen);
+                if best.is_none_or(|(_, a)| age >= a) {
+                    *best = Some((i, age));
+                }
+            }
+            false
+        };
+        let mut b = self.home(h);
+        'outer: for _ in 0..=self.max_probe {
+            for &s in &self.buckets[b as usize].slots {
+                if s != 0 && consider(self, (s & self.idx_mask) - 1, &mut best) {
+                    break 'outer;
+                }
+            }
+            b = self.next_bucket(b);
+        }
+        if best.is_none() {
+            let cap = self.stats.capacity;
+            for _ in 0..EVICT_SCAN.min(cap) {
+                let i = self.sweep;
+                self.sweep = if i + 1 >= cap { 0 } else { i + 1 };
+                if consider(self, i, &mut best) {
+                    break;
+                }
+            }
+        }
+        match best {
+            Some((i, age)) => {
+                self.free(i);
+                if age == u32::MAX {
+                    self.stats.expired += 1;
+                } else {
+                    self.stats.evictions += 1;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Applies a packet travelling in `dir` to its flow: state machine, then counters and
+    /// last-seen time. A flow whose very first packet is refused (`NotOpener`) is removed.
+    pub fn track(
+        &mut self,
+        handle: FlowHandle,
+        dir: Direction,
+        pkt: &PacketInfo,
+        now_ns: u64,
+    ) -> TrackVerdict {
+        let i = handle.0 as usize;
+        let Some(f) = self.flows.get_mut(i) else {
+            return TrackVerdict::Drop(TrackError::Stale);
+        };
+        if f.state == FlowState::Free {
+            return TrackVerdict::Drop(TrackError::Stale);
+        }
+        let was_new = f.state == FlowState::New;
+        let mut next = *f;
+        match state::advance(&mut next, dir, pkt, self.modes) {
+            Ok(()) => {
+                next.packets[dir.index()] = next.packets[dir.index()].wrapping_add(1);
+                next.bytes[dir.index()] += u64::from(pkt.frame_len);
+                next.last_seen = tick(now_ns);
+                *f = next;
+                TrackVerdict::Accept
+            }
+            Err(e) => {
+                if was_new {
+                    self.free(handle.0);
+                    self.stats.removed += 1;
+                }
+                TrackVerdict::Drop(e)
+            }
+        }
+    }
+
+    /// The flow behind a handle, if it is live.
+    pub fn flow(&self, handle: FlowHandle) -> Option<&Flow> {
+        self.flows
+            .get(handle.0 as usize)
+            .filter(|f| f.state != FlowState::Free)
+    }
+
+    /// Re-stamps a flow after revalidation against a new ruleset generation.
+    pub fn set_admission(&mut self, handle: FlowHandle, rule: RuleId, generation: u64) {
+        if let Some(f) = self.flows.get_mut(handle.0 as usize) {
+            if f.state != FlowState::Free {
+                f.rule = rule.0;
+                f.generation = generation as u32;
+            }
+        }
+    }
+
+    /// Removes a flow (e.g. a new deny rule cuts it). Returns false if it was not live.
+    pub fn remove(&mut self, handle: FlowHandle) -> bool {
+        if self.flow(handle).is_none() {
+            return false;
+        }
+        self.free(handle.0);
+        self.stats.removed += 1;
+        true
+    }
+
+    /// Walks up to `budget` records from the sweep cursor and frees the expired ones.
+    /// Call once per poll-loop iteration; a full pass takes `capacity / budget` calls.
+    /// Returns how many flows expired.
+    pub fn expire_burst(&mut self, now_ns: u64, budget: u32) -> u32 {
+        let now_t = tick(now_ns);
+        let cap = self.stats.capacity;
+        let limit = self.high_water.max(1);
+        let mut n = 0;
+        for _ in 0..budget.min(cap) {
+            let i = self.sweep;
+            self.sweep = if i + 1 >= limit { 0 } else { i + 1 };
+            let f = &self.flows[i as usize];
+            if f.state != FlowState::Free && self.expired(f, now_t) {
+                self.free(i);
+                n += 1;
+            }
+        }
+        self.stats.expired += u64::from(n);
+        n
+    }
+
+    /// Iterates over live flows (for `rampartctl flows`); not for the hot path.
+    pub fn iter(&self) -> impl Iterator<Item = (FlowHandle, &Flow)> + '_ {
+        self.flows[..self.high_water as usize]
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.state != FlowState::Free)
+            .map(|(i, f)| (FlowHandle(i as u32), f))
+    }
+
+    /// Removes every flow (e.g. on a policy change configured to flush).
+    pub fn clear(&mut self) {
+        for b in &mut self.buckets {
+            *b = Bucket {
+                slots: [0; SLOTS],
+                overflow: 0,
+            };
+        }
+        for f in &mut self.flows[..self.high_water as usize] {
+            *f = Flow::FREE;
+        }
+        self.free_head = NONE;
+        self.high_water = 0;
+        self.max_probe = 0;
+        self.sweep = 0;
+        self.stats.removed += u64::from(self.stats.len);
+        self.stats.len = 0;
+    }
+}
+
+fn timeout_table(t: &Timeouts) -> Result<[u32; FlowState::COUNT], FlowConfigError> {
+    let check = |name: &'static str, secs: u32| {
+        if secs == 0 || secs > 2_000_000 {
+            Err(FlowConfigError::Timeout { name, secs })
+        } else {
+            Ok(ticks_of(secs))
+        }
+    };
+    let mut out = [0u32; FlowState::COUNT];
+    use FlowState::*;
+    out[New as usize] = check("tcp_syn_sent", t.tcp_syn_sent_secs)?;
+    out[TcpSynSent as usize] = check("tcp_syn_sent", t.tcp_syn_sent_secs)?;
+    out[TcpSynRecv as usize] = check("tcp_syn_recv", t.tcp_syn_recv_secs)?;
+    out[TcpEstablished as usize] = check("tcp_established", t.tcp_established_secs)?;
+    out[TcpFinWait as usize] = check("tcp_fin_wait", t.tcp_fin_wait_secs)?;
+    out[TcpCloseWait as usize] = check("tcp_close_wait", t.tcp_close_wait_secs)?;
+    out[TcpLastAck as usize] = check("tcp_last_ack", t.tcp_last_ack_secs)?;
+    out[TcpTimeWait as usize] = check("tcp_time_wait", t.tcp_time_wait_secs)?;
+    out[TcpClose as usize] = check("tcp_close", t.tcp_close_secs)?;
+    out[UdpUnreplied as usize] = check("udp", t.udp_secs)?;
+    out[UdpReplied as usize] = check("udp_stream", t.udp_stream_secs)?;
+    out[IcmpRequest as usize] = check("icmp", t.icmp_secs)?;
+    out[IcmpReplied as usize] = check("icmp", t.icmp_secs)?;
+    out[Other as usize] = check("generic", t.generic_secs)?;
+    out[OtherReplied as usize] = check("generic", t.generic_secs)?;
+    out[Free as usize] = u32::MAX;
+    Ok(out)
+}
+
+/// Pulls a bucket's cache line toward L1 ahead of use.
+///
+/// `_mm_prefetch` cannot be called here: even with SSE in the x86_64 baseline, rustc 1.95
+/// still requires `unsafe` (or a `#[target_feature]` caller) for it, and this crate forbids
+/// unsafe. A load whose value goes into `black_box` does the same job on an out-of-order
+/// core: the miss is issued now and overlaps with the work on the other packets.
+#[inline(always)]
+fn touch_bucket(b: &Bucket) {
+    core::hint::black_box(b.overflow);
+}
+
+/// Same for a flow record: its key may straddle two cache lines, so touch both ends.
+#[inline(always)]
+fn touch_flow(f: &Flow) {
+    core::hint::black_box((f.key.src[0], f.key.segment[2]));
+}

@@ -1,0 +1,481 @@
+//! Conntrack behaviour: state machines, expiry, full-table policy, burst lookups.
+
+use rampart_flow::*;
+use rampart_wire::tcp::flags as tf;
+use rampart_wire::{proto, FlowKey};
+
+const SEC: u64 = 1_000_000_000;
+
+fn table(cap: u32) -> FlowTable {
+    FlowTable::new(&FlowConfig {
+        capacity: cap,
+        ..FlowConfig::default()
+    })
+    .unwrap()
+}
+
+fn key(i: u32) -> FlowKey {
+    let b = i.to_be_bytes();
+    FlowKey::v4(
+        [10, b[1], b[2], b[3]],
+        [192, 168, 0, 1],
+        proto::TCP,
+        1024 + (i % 50000) as u16,
+        443,
+    )
+}
+
+fn tcp(flags: u8, seq: u32, ack: u32, len: u16) -> PacketInfo {
+    PacketInfo {
+        proto: proto::TCP,
+        tcp_flags: flags,
+        seq,
+        ack,
+        window: 65535,
+        payload_len: len,
+        frame_len: 60 + len,
+        ..Default::default()
+    }
+}
+
+/// Inserts and runs a full three-way handshake; returns the handle.
+fn establish(t: &mut FlowTable, k: &FlowKey, now: u64) -> FlowHandle {
+    let h = t.insert(k, RuleId(7), 3, now).unwrap();
+    assert_eq!(
+        t.track(h.handle, h.dir, &tcp(tf::SYN, 100, 0, 0), now),
+        TrackVerdict::Accept
+    );
+    let r = t.lookup(&k.reversed(), now).unwrap();
+    assert_eq!(r.dir, Direction::Reply);
+    assert_eq!(
+        t.track(r.handle, r.dir, &tcp(tf::SYN | tf::ACK, 5000, 101, 0), now),
+        TrackVerdict::Accept
+    );
+    let o = t.lookup(k, now).unwrap();
+    assert_eq!(
+        t.track(o.handle, o.dir, &tcp(tf::ACK, 101, 5001, 0), now),
+        TrackVerdict::Accept
+    );
+    o.handle
+}
+
+#[test]
+fn handshake_data_and_counters() {
+    let mut t = table(64);
+    let k = key(1);
+    let h = establish(&mut t, &k, SEC);
+    let f = t.flow(h).unwrap();
+    assert_eq!(f.state(), FlowState::TcpEstablished);
+    assert!(f.is_assured());
+    assert_eq!((f.rule(), f.generation(), f.key()), (RuleId(7), 3, k));
+    assert!(f.admitted_under(3) && !f.admitted_under(4));
+    assert_eq!(
+        (f.packets(Direction::Original), f.packets(Direction::Reply)),
+        (2, 1)
+    );
+    assert_eq!(f.bytes(Direction::Original), 120);
+    let r = t.lookup(&k.reversed(), 2 * SEC).unwrap();
+    assert_eq!(
+        t.track(
+            r.handle,
+            r.dir,
+            &tcp(tf::ACK | tf::PSH, 5001, 101, 1000),
+            2 * SEC
+        ),
+        TrackVerdict::Accept
+    );
+    assert_eq!(t.flow(h).unwrap().bytes(Direction::Reply), 60 + 1060);
+    // A SYN on an established flow is refused and changes nothing.
+    assert_eq!(
+        t.track(h, Direction::Original, &tcp(tf::SYN, 9, 0, 0), 2 * SEC),
+        TrackVerdict::Drop(TrackError::UnexpectedFlags)
+    );
+    assert_eq!(
+        t.track(
+            h,
+            Direction::Original,
+            &tcp(tf::SYN | tf::FIN, 9, 0, 0),
+            2 * SEC
+        ),
+        TrackVerdict::Drop(TrackError::BadFlags)
+    );
+    assert_eq!(t.flow(h).unwrap().state(), FlowState::TcpEstablished);
+    t.set_admission(h, RuleId(9), 4);
+    assert!(t.flow(h).unwrap().admitted_under(4));
+    assert_eq!(t.flow(h).unwrap().rule(), RuleId(9));
+    assert_eq!(t.iter().count(), 1);
+    assert!(t.remove(h));
+    assert!(!t.remove(h));
+    assert!(t.lookup(&k, 2 * SEC).is_none());
+    assert!(t.is_empty());
+}
+
+#[test]
+fn non_syn_first_packet_needs_loose_mode() {
+    let mut t = table(16);
+    let k = key(2);
+    let h = t.insert(&k, RuleId(1), 1, 0).unwrap();
+    assert_eq!(
+        t.track(h.handle, h.dir, &tcp(tf::ACK, 1, 1, 10), 0),
+        TrackVerdict::Drop(TrackError::NotOpener)
+    );
+    assert!(
+        t.lookup(&k, 0).is_none(),
+        "refused first packet leaves no flow"
+    );
+    assert!(!t.can_open(&tcp(tf::ACK, 1, 1, 0)));
+    assert!(t.can_open(&tcp(tf::SYN, 1, 0, 0)));
+
+    let mut loose = FlowTable::new(&FlowConfig {
+        capacity: 16,
+        loose_tcp_pickup: true,
+        ..FlowConfig::default()
+    })
+    .unwrap();
+    assert!(loose.can_open(&tcp(tf::ACK, 1, 1, 0)));
+    let h = loose.insert(&k, RuleId(1), 1, 0).unwrap();
+    assert_eq!(
+        loose.track(h.handle, h.dir, &tcp(tf::ACK, 1, 1, 10), 0),
+        TrackVerdict::Accept
+    );
+    let f = loose.flow(h.handle).unwrap();
+    assert_eq!(f.state(), FlowState::TcpEstablished);
+    assert!(f.is_picked_up() && !f.is_assured());
+    assert_eq!(
+        loose.track(h.handle, Direction::Reply, &tcp(tf::ACK, 1, 11, 0), 0),
+        TrackVerdict::Accept
+    );
+    assert!(loose.flow(h.handle).unwrap().is_assured());
+}
+
+#[test]
+fn fin_close_rst_and_reuse() {
+    let mut t = table(16);
+    let k = key(3);
+    let h = establish(&mut t, &k, 0);
+    let st = |t: &FlowTable| t.flow(h).unwrap().state();
+    assert_eq!(
+        t.track(
+            h,
+            Direction::Original,
+            &tcp(tf::FIN | tf::ACK, 101, 5001, 0),
+            0
+        ),
+        TrackVerdict::Accept
+    );
+    assert_eq!(st(&t), FlowState::TcpFinWait);
+    assert_eq!(
+        t.track(h, Direction::Reply, &tcp(tf::ACK, 5001, 102, 0), 0),
+        TrackVerdict::Accept
+    );
+    assert_eq!(st(&t), FlowState::TcpCloseWait);
+    assert_eq!(
+        t.track(
+            h,
+            Direction::Reply,
+            &tcp(tf::FIN | tf::ACK, 5001, 102, 0),
+            0
+        ),
+        TrackVerdict::Accept
+    );
+    assert_eq!(st(&t), FlowState::TcpLastAck);
+    assert_eq!(
+        t.track(h, Direction::Original, &tcp(tf::ACK, 102, 5002, 0), 0),
+        TrackVerdict::Accept
+    );
+    assert_eq!(st(&t), FlowState::TcpTimeWait);
+    // TIME_WAIT lasts 120 s by default, far less than established.
+    assert!(t.lookup(&k, 119 * SEC).is_some());
+    assert!(t.lookup(&k, 500 * SEC).is_none());
+    // Reuse of the 5-tuple from TIME_WAIT.
+    let h = establish(&mut t, &k, 600 * SEC);
+    assert_eq!(
+        t.track(h, Direction::Reply, &tcp(tf::RST, 5001, 0, 0), 600 * SEC),
+        TrackVerdict::Accept
+    );
+    assert_eq!(t.flow(h).unwrap().state(), FlowState::TcpClose);
+    assert_eq!(
+        t.track(h, Direction::Original, &tcp(tf::SYN, 7, 0, 0), 601 * SEC),
+        TrackVerdict::Accept
+    );
+    assert_eq!(t.flow(h).unwrap().state(), FlowState::TcpSynSent);
+}
+
+#[test]
+fn udp_and_icmp_pseudo_connections() {
+    let mut t = table(16);
+    let u = FlowKey::v6([0x20; 16], [0x30; 16], proto::UDP, 5353, 53);
+    let pkt = PacketInfo {
+        proto: proto::UDP,
+        frame_len: 80,
+        ..Default::default()
+    };
+    let h = t.insert(&u, RuleId(1), 1, 0).unwrap();
+    assert_eq!(t.track(h.handle, h.dir, &pkt, 0), TrackVerdict::Accept);
+    assert_eq!(t.flow(h.handle).unwrap().state(), FlowState::UdpUnreplied);
+    assert!(
+        t.lookup(&u, 31 * SEC).is_none(),
+        "unreplied UDP expires after 30 s"
+    );
+    let h = t.insert(&u, RuleId(1), 1, 40 * SEC).unwrap();
+    t.track(h.handle, h.dir, &pkt, 40 * SEC);
+    let r = t.lookup(&u.reversed(), 41 * SEC).unwrap();
+    assert_eq!(
+        t.track(r.handle, r.dir, &pkt, 41 * SEC),
+        TrackVerdict::Accept
+    );
+    assert_eq!(t.flow(h.handle).unwrap().state(), FlowState::UdpReplied);
+    assert!(
+        t.lookup(&u, 41 * SEC + 100 * SEC).is_some(),
+        "replied UDP uses the 120 s stream timeout"
+    );
+
+    let i = FlowKey::v4([1, 1, 1, 1], [2, 2, 2, 2], proto::ICMP, 77, 77);
+    let req = PacketInfo {
+        proto: proto::ICMP,
+        icmp_request: true,
+        frame_len: 98,
+        ..Default::default()
+    };
+    let rep = PacketInfo {
+        proto: proto::ICMP,
+        icmp_reply: true,
+        frame_len: 98,
+        ..Default::default()
+    };
+    assert!(!t.can_open(&rep));
+    let h = t.insert(&i.reversed(), RuleId(2), 1, 0).unwrap();
+    assert_eq!(
+        t.track(h.handle, h.dir, &rep, 0),
+        TrackVerdict::Drop(TrackError::NotOpener)
+    );
+    let h = t.insert(&i, RuleId(2), 1, 0).unwrap();
+    assert_eq!(t.track(h.handle, h.dir, &req, 0), TrackVerdict::Accept);
+    let r = t.lookup(&i.reversed(), 0).unwrap();
+    assert_eq!(t.track(r.handle, r.dir, &rep, 0), TrackVerdict::Accept);
+    assert_eq!(t.flow(h.handle).unwrap().state(), FlowState::IcmpReplied);
+}
+
+#[test]
+fn icmp_errors_find_their_flow() {
+    use rampart_wire::*;
+    let mut t = table(16);
+    let cfg = ParseConfig::default();
+    let eth = EthernetRepr {
+        src: [2; 6],
+        dst: [4; 6],
+        outer_vlan: None,
+        inner_vlan: None,
+        ethertype: 0,
+    };
+    let ip = IpSpec {
+        src: "10.0.0.1".parse().unwrap(),
+        dst: "10.9.9.9".parse().unwrap(),
+        ttl: 64,
+    };
+    let mut f = [0u8; 200];
+    let n = build_frame(
+        &eth,
+        &ip,
+        &L4Repr::Udp(UdpRepr {
+            src_port: 4000,
+            dst_port: 53,
+            payload: b"q",
+        }),
+        &mut f,
+    )
+    .unwrap();
+    let p = parse(&f[..n], &cfg).unwrap();
+    let h = t.insert(&p.key, RuleId(5), 1, 0).unwrap();
+    t.track(h.handle, h.dir, &PacketInfo::from_parsed(&p), 0);
+    // the "router" answers with an unreachable quoting our packet
+    let mut e = [0u8; 300];
+    let m = build_icmp_unreachable(&f[..n], &p, &mut e).unwrap();
+    let ep = parse(&e[..m], &cfg).unwrap();
+    assert!(t.lookup(&ep.key, 0).is_none());
+    let rel = t.lookup_related(&ep.icmp_inner.unwrap(), 0).unwrap();
+    assert_eq!((rel.handle, rel.dir), (h.handle, Direction::Original));
+}
+
+#[test]
+fn strict_window_checks() {
+    let mut t = FlowTable::new(&FlowConfig {
+        capacity: 16,
+        strict_tcp: true,
+        ..FlowConfig::default()
+    })
+    .unwrap();
+    let k = key(4);
+    let h = t.insert(&k, RuleId(1), 1, 0).unwrap().handle;
+    let mut syn = tcp(tf::SYN, 1000, 0, 0);
+    syn.wscale = Some(2);
+    assert_eq!(
+        t.track(h, Direction::Original, &syn, 0),
+        TrackVerdict::Accept
+    );
+    let mut synack = tcp(tf::SYN | tf::ACK, 9000, 1001, 0);
+    synack.wscale = Some(0);
+    synack.window = 1000;
+    assert_eq!(
+        t.track(h, Direction::Reply, &synack, 0),
+        TrackVerdict::Accept
+    );
+    let mut ack = tcp(tf::ACK, 1001, 9001, 0);
+    ack.window = 500; // scaled by 2: the reply side may send up to 9001 + 2000
+    assert_eq!(
+        t.track(h, Direction::Original, &ack, 0),
+        TrackVerdict::Accept
+    );
+    // original may send up to 1001 + 1000 (the reply side's window, scale 0)
+    let orig = |seq, len| PacketInfo {
+        window: 500,
+        ..tcp(tf::ACK, seq, 9001, len)
+    };
+    assert_eq!(
+        t.track(h, Direction::Original, &orig(1001, 1000), 0),
+        TrackVerdict::Accept
+    );
+    assert_eq!(
+        t.track(h, Direction::Original, &orig(1500, 1000), 0),
+        TrackVerdict::Drop(TrackError::OutOfWindow)
+    );
+    let mut r = tcp(tf::ACK, 9001, 2001, 2000);
+    r.window = 1000;
+    assert_eq!(t.track(h, Direction::Reply, &r, 0), TrackVerdict::Accept);
+    assert_eq!(
+        t.track(h, Direction::Reply, &tcp(tf::ACK, 9001 + 2001, 2001, 0), 0),
+        TrackVerdict::Drop(TrackError::OutOfWindow)
+    );
+    // A blind RST far from the window is refused; one at the edge is taken.
+    assert_eq!(
+        t.track(h, Direction::Reply, &tcp(tf::RST, 0x8000_0000, 0, 0), 0),
+        TrackVerdict::Drop(TrackError::OutOfWindow)
+    );
+    assert_eq!(t.flow(h).unwrap().state(), FlowState::TcpEstablished);
+    assert_eq!(
+        t.track(h, Direction::Reply, &tcp(tf::RST, 11001, 0, 0), 0),
+        TrackVerdict::Accept
+    );
+    assert_eq!(t.flow(h).unwrap().state(), FlowState::TcpClose);
+}
+
+#[test]
+fn sweep_expires_without_lookups() {
+    let mut t = table(1000);
+    for i in 0..1000 {
+        let h = t.insert(&key(i), RuleId(0), 0, 0).unwrap();
+        t.track(h.handle, h.dir, &tcp(tf::SYN, 1, 0, 0), 0);
+    }
+    assert_eq!(t.len(), 1000);
+    assert_eq!(
+        t.expire_burst(10 * SEC, 1000),
+        0,
+        "nothing is old enough yet"
+    );
+    let mut n = 0;
+    for _ in 0..20 {
+        n += t.expire_burst(200 * SEC, 64);
+    }
+    assert_eq!(n, 1000);
+    assert!(t.is_empty());
+    assert_eq!(t.stats().expired, 1000);
+}
+
+#[test]
+fn syn_flood_of_ten_times_capacity_does_not_evict_established_flows() {
+    let cap = 4096;
+    let mut t = table(cap);
+    let established: Vec<FlowKey> = (0..cap / 2).map(key).collect();
+    for k in &established {
+        establish(&mut t, k, 0);
+    }
+    let mut refused = 0;
+    for i in 0..10 * cap {
+        let b = i.to_be_bytes();
+        let k = FlowKey::v4(
+            [172, b[1], b[2], b[3]],
+            [192, 168, 0, 1],
+            proto::TCP,
+            40000,
+            80,
+        );
+        match t.insert(&k, RuleId(1), 1, SEC) {
+            Ok(h) => assert_eq!(
+                t.track(h.handle, h.dir, &tcp(tf::SYN, i, 0, 0), SEC),
+                TrackVerdict::Accept
+            ),
+            Err(InsertError::TableFull) => refused += 1,
+        }
+        assert!(t.len() <= cap as usize);
+    }
+    let s = t.stats();
+    assert!(s.evictions > 0, "{s:?}");
+    assert_eq!(s.insert_failures, refused);
+    for k in &established {
+        let hit = t.lookup(k, 2 * SEC).expect("established flow survived");
+        assert_eq!(
+            t.flow(hit.handle).unwrap().state(),
+            FlowState::TcpEstablished
+        );
+        assert_eq!(
+            t.track(hit.handle, hit.dir, &tcp(tf::ACK, 101, 5001, 10), 2 * SEC),
+            TrackVerdict::Accept
+        );
+    }
+}
+
+#[test]
+fn full_of_assured_flows_refuses_new_ones() {
+    let mut t = table(64);
+    for i in 0..64 {
+        establish(&mut t, &key(i), 0);
+    }
+    assert_eq!(
+        t.insert(&key(1000), RuleId(0), 0, SEC),
+        Err(InsertError::TableFull)
+    );
+    // but an expired one is recycled
+    let far = 432_001 * SEC;
+    assert!(t.insert(&key(1000), RuleId(0), 0, far).is_ok());
+}
+
+#[test]
+fn memory_per_flow_is_within_budget() {
+    let t = table(1_000_000);
+    let s = t.stats();
+    let per = s.memory_bytes as f64 / f64::from(s.capacity);
+    assert!(per <= 96.0, "{per} bytes per flow");
+}
+
+#[test]
+fn bad_config_is_refused() {
+    assert_eq!(
+        FlowTable::new(&FlowConfig {
+            capacity: 0,
+            ..Default::default()
+        })
+        .err(),
+        Some(FlowConfigError::Capacity(0))
+    );
+    let mut c = FlowConfig::default();
+    c.timeouts.udp_secs = 0;
+    assert!(matches!(
+        FlowTable::new(&c).err(),
+        Some(FlowConfigError::Timeout { name: "udp", .. })
+    ));
+}
+
+#[test]
+fn clear_empties_everything() {
+    let mut t = table(32);
+    for i in 0..32 {
+        establish(&mut t, &key(i), 0);
+    }
+    t.clear();
+    assert!(t.is_empty());
+    assert_eq!(t.iter().count(), 0);
+    for i in 0..32 {
+        assert!(t.lookup(&key(i), 0).is_none());
+        establish(&mut t, &key(i), 0);
+    }
+}
