@@ -48,12 +48,12 @@ pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Packet, Ipv6Repr};
 pub use key::{map_v4, proto, Family, FlowKey, KeyOrder};
 pub use parse::{
-    parse, ArpPolicy, Fragment, FragmentPolicy, FrameKind, IcmpMeta, ParseConfig, Parsed, TcpMeta,
-    TunnelInfo,
+    parse, parse_into, ArpPolicy, Fragment, FragmentPolicy, FrameKind, IcmpMeta, ParseConfig,
+    Parsed, TcpMeta, TunnelInfo,
 };
 pub use reply::{build_icmp_unreachable, build_tcp_rst};
 pub use tcp::{TcpRepr, TcpSegment};
 pub use tunnel::{GeneveHeader, TunnelKind, TunnelRepr, VxlanHeader};
 pub use udp::{UdpDatagram, UdpRepr};
 
-const _: () = assert!(core::mem::size_of::<Parsed>() <= 160);
+const _: () = assert!(core::mem::size_of::<Parsed>() <= 168);

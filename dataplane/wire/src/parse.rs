@@ -189,7 +189,8 @@ pub struct Parsed {
 }
 
 impl Parsed {
-    const EMPTY: Parsed = Parsed {
+    /// A zeroed value, e.g. to initialise scratch arrays for [`parse_into`].
+    pub const EMPTY: Parsed = Parsed {
         kind: FrameKind::Ip,
         key: FlowKey {
             src: [0; 16],
@@ -232,15 +233,23 @@ impl Parsed {
 }
 
 /// Parses one frame. See the module docs for the fragment and tunnel policies.
+#[inline]
 pub fn parse(frame: &[u8], cfg: &ParseConfig) -> Result<Parsed, ParseError> {
+    let mut p = Parsed::EMPTY;
+    parse_into(frame, cfg, &mut p)?;
+    Ok(p)
+}
+
+/// [`parse`] into a caller-owned `Parsed` (e.g. the worker's per-burst scratch array), which
+/// saves copying the result out. On error `out` holds partial results and must be ignored.
+pub fn parse_into(frame: &[u8], cfg: &ParseConfig, out: &mut Parsed) -> Result<(), ParseError> {
     if frame.len() > usize::from(u16::MAX) {
         return Err(ParseError::FrameTooLong);
     }
-    let mut p = Parsed::EMPTY;
-    p.frame_len = frame.len() as u16;
-    let (et, l3) = parse_l2(frame, 0, Some(&mut p))?;
-    parse_after_l2(frame, et, l3, cfg, &mut p, true)?;
-    Ok(p)
+    *out = Parsed::EMPTY;
+    out.frame_len = frame.len() as u16;
+    let (et, l3) = parse_l2(frame, 0, Some(&mut *out))?;
+    parse_after_l2(frame, et, l3, cfg, out, true)
 }
 
 /// Ethernet + up to two tags starting at `off`; returns (ethertype, offset of L3). Records the
@@ -579,4 +588,14 @@ fn icmp_inner_key(q: &[u8], v6: bool, cfg: &ParseConfig) -> Result<FlowKey, Pars
         _ => {}
     }
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parsed_is_small() {
+        // Copy-able in a few cache lines; printed so size regressions are visible.
+        let n = core::mem::size_of::<super::Parsed>();
+        assert!(n <= 168, "Parsed is {n} bytes");
+    }
 }

@@ -11,9 +11,26 @@ use rampart_wire::*;
 
 #[derive(Debug, Clone)]
 enum L4 {
-    Tcp { sport: u16, dport: u16, flags: u8, seq: u32, ack: u32, window: u16, payload: Vec<u8> },
-    Udp { sport: u16, dport: u16, payload: Vec<u8> },
-    Echo { request: bool, id: u16, seq: u16, payload: Vec<u8> },
+    Tcp {
+        sport: u16,
+        dport: u16,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        window: u16,
+        payload: Vec<u8>,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+        payload: Vec<u8>,
+    },
+    Echo {
+        request: bool,
+        id: u16,
+        seq: u16,
+        payload: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -29,11 +46,37 @@ struct Spec {
 fn l4() -> impl Strategy<Value = L4> {
     let payload = prop::collection::vec(any::<u8>(), 0..64);
     prop_oneof![
-        (any::<u16>(), any::<u16>(), any::<u8>(), any::<u32>(), any::<u32>(), any::<u16>(), payload.clone()).prop_map(
-            |(sport, dport, flags, seq, ack, window, payload)| L4::Tcp { sport, dport, flags, seq, ack, window, payload }
+        (
+            any::<u16>(),
+            any::<u16>(),
+            any::<u8>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u16>(),
+            payload.clone()
+        )
+            .prop_map(|(sport, dport, flags, seq, ack, window, payload)| L4::Tcp {
+                sport,
+                dport,
+                flags,
+                seq,
+                ack,
+                window,
+                payload
+            }),
+        (any::<u16>(), any::<u16>(), payload.clone()).prop_map(|(sport, dport, payload)| L4::Udp {
+            sport,
+            dport,
+            payload
+        }),
+        (any::<bool>(), any::<u16>(), any::<u16>(), payload).prop_map(
+            |(request, id, seq, payload)| L4::Echo {
+                request,
+                id,
+                seq,
+                payload
+            }
         ),
-        (any::<u16>(), any::<u16>(), payload.clone()).prop_map(|(sport, dport, payload)| L4::Udp { sport, dport, payload }),
-        (any::<bool>(), any::<u16>(), any::<u16>(), payload).prop_map(|(request, id, seq, payload)| L4::Echo { request, id, seq, payload }),
     ]
 }
 
@@ -46,19 +89,37 @@ fn spec() -> impl Strategy<Value = Spec> {
         l4(),
         prop::option::of(any::<prop::sample::Index>()),
     )
-        .prop_map(|(vlans, v6, src, dst, l4, cut)| Spec { vlans, v6, src, dst, l4, cut })
+        .prop_map(|(vlans, v6, src, dst, l4, cut)| Spec {
+            vlans,
+            v6,
+            src,
+            dst,
+            l4,
+            cut,
+        })
 }
 
 fn build(s: &Spec) -> Vec<u8> {
     let (src, dst) = if s.v6 {
-        (std::net::Ipv6Addr::from(s.src).into(), std::net::Ipv6Addr::from(s.dst).into())
+        (
+            std::net::Ipv6Addr::from(s.src).into(),
+            std::net::Ipv6Addr::from(s.dst).into(),
+        )
     } else {
         let a = |b: &[u8; 16]| std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).into();
         (a(&s.src), a(&s.dst))
     };
     let ip = IpSpec { src, dst, ttl: 64 };
     let l4 = match &s.l4 {
-        L4::Tcp { sport, dport, flags, seq, ack, window, payload } => L4Repr::Tcp(TcpRepr {
+        L4::Tcp {
+            sport,
+            dport,
+            flags,
+            seq,
+            ack,
+            window,
+            payload,
+        } => L4Repr::Tcp(TcpRepr {
             src_port: *sport,
             dst_port: *dport,
             seq: *seq,
@@ -68,8 +129,21 @@ fn build(s: &Spec) -> Vec<u8> {
             window_scale: None,
             payload,
         }),
-        L4::Udp { sport, dport, payload } => L4Repr::Udp(UdpRepr { src_port: *sport, dst_port: *dport, payload }),
-        L4::Echo { request, id, seq, payload } => {
+        L4::Udp {
+            sport,
+            dport,
+            payload,
+        } => L4Repr::Udp(UdpRepr {
+            src_port: *sport,
+            dst_port: *dport,
+            payload,
+        }),
+        L4::Echo {
+            request,
+            id,
+            seq,
+            payload,
+        } => {
             let ty = match (s.v6, request) {
                 (false, true) => 8,
                 (false, false) => 0,
@@ -98,8 +172,20 @@ fn from_etherparse(f: &[u8]) -> Option<(Vec<u16>, FlowKey, u8, u16)> {
         })
         .collect();
     let mut key = match sp.net? {
-        NetSlice::Ipv4(s) => FlowKey::v4(s.header().source(), s.header().destination(), s.payload().ip_number.0, 0, 0),
-        NetSlice::Ipv6(s) => FlowKey::v6(s.header().source(), s.header().destination(), s.payload().ip_number.0, 0, 0),
+        NetSlice::Ipv4(s) => FlowKey::v4(
+            s.header().source(),
+            s.header().destination(),
+            s.payload().ip_number.0,
+            0,
+            0,
+        ),
+        NetSlice::Ipv6(s) => FlowKey::v6(
+            s.header().source(),
+            s.header().destination(),
+            s.payload().ip_number.0,
+            0,
+            0,
+        ),
         NetSlice::Arp(_) => return None,
     };
     let (flags, plen) = match sp.transport? {
@@ -114,7 +200,10 @@ fn from_etherparse(f: &[u8]) -> Option<(Vec<u16>, FlowKey, u8, u16)> {
                 | (u8::from(t.urg()) << 5)
                 | (u8::from(t.ece()) << 6)
                 | (u8::from(t.cwr()) << 7);
-            assert_eq!(t.sequence_number(), u32::from_be_bytes(t.slice()[4..8].try_into().unwrap()));
+            assert_eq!(
+                t.sequence_number(),
+                u32::from_be_bytes(t.slice()[4..8].try_into().unwrap())
+            );
             (fl, t.payload().len() as u16)
         }
         TransportSlice::Udp(u) => {
@@ -140,7 +229,11 @@ fn from_etherparse(f: &[u8]) -> Option<(Vec<u16>, FlowKey, u8, u16)> {
 }
 
 fn no_tunnels() -> ParseConfig {
-    ParseConfig { vxlan_port: None, geneve_port: None, ..ParseConfig::default() }
+    ParseConfig {
+        vxlan_port: None,
+        geneve_port: None,
+        ..ParseConfig::default()
+    }
 }
 
 proptest! {
