@@ -1,0 +1,142 @@
+//! Publish-to-enforced latency: from `rampartctl publish` (publish + confirm) until the node's
+//! RealizedState (Applied) arrives on the status exchange, for synthetic policies of 1K, 10K and
+//! 100K rules. The node is a real ControlPlane with one worker thread passing quiescent points,
+//! against the local RabbitMQ (127.0.0.1:5672, guest/guest).
+//!
+//! cargo bench -p rampart-control --bench publish_latency [-- --sizes 1000,10000,100000 --reps 5]
+
+use rampart_classify::table::TableHandle;
+use rampart_control::client::{PolicyPublisher, StatusWatcher, Target};
+use rampart_control::{
+    BrokerConfig, ControlConfig, ControlPlane, NoPolicy, Outcome, SpawnOptions, TopologyNames,
+};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let sizes: Vec<usize> = arg("--sizes")
+        .unwrap_or_else(|| "1000,10000,100000".into())
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .expect("--sizes: comma-separated rule counts")
+        })
+        .collect();
+    let reps: usize = arg("--reps").map_or(5, |r| r.parse().expect("--reps N"));
+    let uri = std::env::var("RAMPART_BENCH_AMQP_URI")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+
+    let mut broker = BrokerConfig::new(uri);
+    broker.names = TopologyNames::with_prefix(&format!("bench.{}", std::process::id()));
+    broker.status_interval_ms = 0;
+    let state = std::env::temp_dir().join(format!("rampart-bench-{}", std::process::id()));
+    let mut cfg = ControlConfig::new("bench-node");
+    cfg.broker = Some(broker.clone());
+    cfg.state_dir = state.clone();
+    cfg.no_policy = NoPolicy::DenyAll;
+
+    let boot = rampart_control::initial_ruleset(&cfg).expect("boot");
+    let table = TableHandle::new(boot.ruleset);
+    // A worker: load once per burst, quiescent after it; a burst every ~20 µs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let mut reader = table.register_reader();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::hint::black_box(reader.load().generation());
+                reader.quiescent();
+                std::thread::sleep(Duration::from_micros(20));
+            }
+        })
+    };
+    let plane = ControlPlane::spawn_with(cfg, table.clone(), SpawnOptions { sighup: false })
+        .expect("control plane");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut watcher = StatusWatcher::connect(&broker, None).await.expect("broker reachable");
+        watcher
+            .wait_for(Duration::from_secs(30), |r| r.outcome == Outcome::Current)
+            .await
+            .unwrap()
+            .expect("node up");
+        let publisher = PolicyPublisher::connect(&broker).await.unwrap();
+        let target = Target::Node("bench-node".into());
+        println!("| rules | message KiB | publish→RealizedState ms (median of {reps}) | min ms | compile ms | enforce ms |");
+        println!("|---|---|---|---|---|---|");
+        let mut generation = 0;
+        for &rules in &sizes {
+            let (mut total, mut compile, mut enforce) = (Vec::new(), Vec::new(), Vec::new());
+            let mut size = 0;
+            for _ in 0..reps {
+                generation += 1;
+                let body = rampart_control::synth::policy(generation, rules, generation).to_json_vec();
+                size = body.len();
+                let t0 = Instant::now();
+                publisher.publish(&body, &target).await.unwrap();
+                let r = watcher
+                    .wait_for(Duration::from_secs(300), |r| r.generation == Some(generation))
+                    .await
+                    .unwrap()
+                    .expect("report");
+                assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+                total.push(t0.elapsed().as_secs_f64() * 1e3);
+                compile.push(r.compile_ms);
+                enforce.push(r.enforce_ms);
+            }
+            let min = total.iter().cloned().fold(f64::INFINITY, f64::min);
+            println!(
+                "| {rules} | {} | {:.1} | {:.1} | {:.1} | {:.2} |",
+                size / 1024,
+                median(&mut total),
+                min,
+                median(&mut compile),
+                median(&mut enforce)
+            );
+        }
+        publisher.close().await;
+        watcher.close().await;
+    });
+    plane.shutdown();
+    stop.store(true, Ordering::Relaxed);
+    worker.join().unwrap();
+    let _ = std::fs::remove_dir_all(state);
+    // Remove the bench topology.
+    rt.block_on(async {
+        if let Ok(conn) = rampart_control::connect::connect(&broker, "bench cleanup").await {
+            let ch = conn.create_channel().await.unwrap();
+            let n = &broker.names;
+            for q in [n.node_queue("bench-node"), n.dead_letter_queue.clone()] {
+                let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+            }
+            for x in [
+                &n.policy_exchange,
+                &n.status_exchange,
+                &n.dead_letter_exchange,
+            ] {
+                let _ = ch
+                    .exchange_delete(x.as_str().into(), Default::default())
+                    .await;
+            }
+            let _ = conn.close(200, "".into()).await;
+        }
+    });
+}

@@ -1,0 +1,111 @@
+//! The one place that calls the policy model (rampart-config) and the compiler (rampart-classify):
+//! bytes or a file → document → validated policy → compiled `Ruleset`. Everything here is blocking
+//! CPU work; the async side runs it with `spawn_blocking`.
+
+use rampart_classify::Ruleset;
+use rampart_config::policy::{Action, PolicyDocument};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A document that validated and compiled, ready to publish.
+#[derive(Debug)]
+pub struct Compiled {
+    /// The compiled, immutable ruleset.
+    pub ruleset: Arc<Ruleset>,
+    /// The document, re-serialized as JSON: what gets persisted as last-good.
+    pub document_json: Vec<u8>,
+    /// Validation + compilation time.
+    pub compile_time: Duration,
+}
+
+/// Why a document was not compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not newer than what is enforced: ignore it (not an error).
+    Stale {
+        /// The document's generation.
+        generation: u64,
+        /// The enforced generation.
+        active: u64,
+    },
+    /// Unparsable, invalid or uncompilable; `generation` is known if it parsed.
+    Invalid {
+        /// The document's generation, if it parsed that far.
+        generation: Option<u64>,
+        /// Errors naming the JSON path and the reason.
+        error: String,
+    },
+}
+
+/// Parse a JSON document (the wire format).
+pub fn parse_json(bytes: &[u8]) -> Result<PolicyDocument, Refusal> {
+    PolicyDocument::from_json_slice(bytes).map_err(|e| Refusal::Invalid {
+        generation: generation_hint(bytes),
+        error: e.to_string(),
+    })
+}
+
+/// Parse a policy file (JSON or YAML by extension).
+pub fn parse_path(path: &Path) -> Result<PolicyDocument, Refusal> {
+    PolicyDocument::from_path(path).map_err(|e| Refusal::Invalid {
+        generation: None,
+        error: format!("{}: {e}", path.display()),
+    })
+}
+
+/// The generation of an otherwise unparsable JSON document, if it has a readable one (so the
+/// rejection report can still name it).
+fn generation_hint(bytes: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Gen {
+        generation: u64,
+    }
+    serde_json::from_slice::<Gen>(bytes)
+        .ok()
+        .map(|g| g.generation)
+}
+
+/// Validate and compile `doc` unless it is not newer than `active` (the enforced generation).
+pub fn compile(doc: &PolicyDocument, active: Option<u64>) -> Result<Compiled, Refusal> {
+    if let Some(active) = active {
+        if doc.generation <= active {
+            return Err(Refusal::Stale {
+                generation: doc.generation,
+                active,
+            });
+        }
+    }
+    let started = Instant::now();
+    let invalid = |error: String| Refusal::Invalid {
+        generation: Some(doc.generation),
+        error,
+    };
+    let validated = doc
+        .validate_standalone()
+        .map_err(|e| invalid(e.to_string()))?;
+    let ruleset = Ruleset::compile(&validated).map_err(|e| invalid(e.to_string()))?;
+    let compile_time = started.elapsed();
+    let document_json = doc.to_json_vec();
+    Ok(Compiled {
+        ruleset: Arc::new(ruleset),
+        document_json,
+        compile_time,
+    })
+}
+
+/// A policy with no rules, generation 0, and `default_action`: what boot enforces when it has
+/// nothing else and the config allows it (deny-all or, explicitly, allow-all).
+pub fn empty_ruleset(default_action: Action) -> Result<Arc<Ruleset>, Refusal> {
+    let doc = PolicyDocument {
+        generation: 0,
+        default_action,
+        ..PolicyDocument::default()
+    };
+    compile(&doc, None).map(|c| c.ruleset)
+}
+
+/// Compiler warnings as display strings (shadowed / redundant rules).
+pub fn warnings(ruleset: &Ruleset) -> Vec<String> {
+    ruleset.warnings().iter().map(|w| w.to_string()).collect()
+}

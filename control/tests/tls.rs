@@ -1,0 +1,141 @@
+//! amqps: a second RabbitMQ node with a TLS listener on its own ports (scripts/rabbitmq-tls.sh,
+//! certificates made with openssl in a temp dir). The right CA connects and a policy applies over
+//! TLS; a wrong CA is refused with an error that says so. The main broker is not touched.
+
+mod common;
+
+use common::*;
+use rampart_control::client::{PolicyPublisher, StatusWatcher, Target};
+use rampart_control::connect::{self, ConnectError};
+use rampart_control::{BrokerConfig, Outcome, TopologyNames};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TLS_PORT: u16 = 5691;
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/rabbitmq-tls.sh")
+}
+
+/// Starts the TLS node unless it already runs (then it is left as found).
+struct TlsBroker {
+    dir: PathBuf,
+    started_here: bool,
+}
+
+impl TlsBroker {
+    fn start() -> Option<Self> {
+        let dir = std::env::temp_dir().join("rampart-rabbitmq-tls");
+        let already = std::net::TcpStream::connect(("127.0.0.1", TLS_PORT)).is_ok();
+        let out = Command::new("bash")
+            .arg(script())
+            .arg("start")
+            .arg(&dir)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!(
+                "\n!!!!!!!! rabbitmq-tls.sh start failed:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return None;
+        }
+        Some(Self {
+            dir,
+            started_here: !already,
+        })
+    }
+
+    fn cert(&self, name: &str) -> PathBuf {
+        self.dir.join("certs").join(name)
+    }
+
+    fn config(&self, ca: &str) -> BrokerConfig {
+        let mut cfg = BrokerConfig::new(format!("amqps://guest:guest@localhost:{TLS_PORT}/%2f"));
+        cfg.ca_file = Some(self.cert(ca));
+        cfg.names = TopologyNames::with_prefix(&format!("rt.{}", unique("tls")));
+        cfg.reconnect.initial_ms = 50;
+        cfg.status_interval_ms = 0;
+        cfg
+    }
+}
+
+impl Drop for TlsBroker {
+    fn drop(&mut self) {
+        if self.started_here {
+            let _ = Command::new("bash")
+                .arg(script())
+                .arg("stop")
+                .arg(&self.dir)
+                .status();
+        }
+    }
+}
+
+#[tokio::test]
+async fn amqps_verifies_the_broker_against_the_configured_ca() {
+    let Some(tls) = TlsBroker::start() else {
+        if std::env::var("RAMPART_REQUIRE_BROKER").as_deref() == Ok("1") {
+            panic!("TLS broker unavailable and RAMPART_REQUIRE_BROKER=1");
+        }
+        eprintln!(
+            "\n!!!!!!!! SKIPPING TLS TEST: the TLS RabbitMQ node could not be started !!!!!!!!\n"
+        );
+        return;
+    };
+
+    // Wrong CA: refused, and the error says it is about TLS / the certificate.
+    let wrong = tls.config("wrong-ca.pem");
+    let err = connect::connect(&wrong, "tls test wrong ca")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ConnectError::Tls { .. }), "{err:?}");
+    let msg = format!("{err} {:?}", std::error::Error::source(&err));
+    assert!(
+        msg.contains("TLS handshake") && msg.contains("wrong-ca.pem"),
+        "{msg}"
+    );
+    assert!(
+        msg.to_ascii_lowercase().contains("certificate") || msg.contains("UnknownIssuer"),
+        "{msg}"
+    );
+
+    // Right CA (and a client certificate): a node consumes over amqps and applies a policy.
+    let mut good = tls.config("ca.pem");
+    good.client_cert = Some(tls.cert("client.pem"));
+    good.client_key = Some(tls.cert("client.key"));
+    let conn = connect::connect(&good, "tls test right ca")
+        .await
+        .expect("amqps with the right CA");
+    let _ = conn.close(200, "".into()).await;
+
+    let mut bus = TestBus::new("tls");
+    bus.broker = good.clone();
+    let mut watcher = StatusWatcher::connect(&good, None).await.unwrap();
+    let node = Node::start(&bus, &unique("fw"), None);
+    watcher
+        .wait_for(WAIT, |r| r.outcome == Outcome::Current)
+        .await
+        .unwrap()
+        .expect("node did not come up over amqps");
+    let publisher = PolicyPublisher::connect(&good).await.unwrap();
+    publisher
+        .publish(&doc(1, 3), &Target::Node(node.name.clone()))
+        .await
+        .unwrap();
+    watcher
+        .wait_for(WAIT, |r| {
+            r.outcome == Outcome::Applied && r.generation == Some(1)
+        })
+        .await
+        .unwrap()
+        .expect("policy not applied over amqps");
+    assert_eq!(node.generation(), 1);
+
+    publisher.close().await;
+    watcher.close().await;
+    drop(node);
+    bus.cleanup().await;
+    drop(tls);
+}
