@@ -112,6 +112,14 @@ struct Bucket {
 
 const _: () = assert!(core::mem::size_of::<Bucket>() == 64);
 
+/// How a burst lookup warms the cache.
+#[derive(Clone, Copy)]
+enum Stage<'a> {
+    None,
+    Touch,
+    Hook(&'a dyn Fn(*const u8)),
+}
+
 /// Per-burst scratch, allocated once.
 struct Scratch {
     hash: [u64; BURST_MAX],
@@ -203,19 +211,30 @@ impl FlowTable {
         self.stats.len == 0
     }
 
+    /// wyhash-style: three independent 64×64→128 folded multiplies (they run in parallel),
+    /// then one more to mix them. Seeded per table.
     #[inline]
     fn hash(&self, k: &FlowKey) -> u64 {
-        let mut h = self.seed;
-        for w in k.words() {
-            h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            h ^= h >> 29;
+        #[inline(always)]
+        fn mum(a: u64, b: u64) -> u64 {
+            let r = u128::from(a) * u128::from(b);
+            (r as u64) ^ ((r >> 64) as u64)
         }
-        // fmix64 finaliser (MurmurHash3)
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
+        const P: [u64; 5] = [
+            0xa076_1d64_78bd_642f,
+            0xe703_7ed1_a0b4_28db,
+            0x8ebc_6af0_9c88_c6e3,
+            0x5899_65cc_7537_4cc3,
+            0x1d8e_4e27_c47d_124f,
+        ];
+        let w = k.words();
+        // The seed goes into both operands so nobody who does not know it can pick a word
+        // that zeroes a product (and so make the other word irrelevant).
+        let (s, t) = (self.seed, self.seed.rotate_left(32) ^ P[2]);
+        let a = mum(w[0] ^ s ^ P[0], w[1] ^ t ^ P[1]);
+        let b = mum(w[2] ^ s ^ P[2], w[3] ^ t ^ P[3]);
+        let c = mum(w[4] ^ s ^ P[4], t ^ P[0]);
+        mum(a ^ c ^ P[1], b ^ P[4])
     }
 
     #[inline]
@@ -298,14 +317,31 @@ impl FlowTable {
         })
     }
 
-    /// Looks up a burst of packet keys, hiding memory latency: hash every key and prefetch its
-    /// bucket, then find signature matches and prefetch those records, then compare keys.
-    /// `out[i]` gets the result for `keys[i]`; `out` must be at least as long as `keys`.
+    /// Looks up a burst of packet keys, hiding memory latency: hash every key and pull its
+    /// bucket toward the cache, then find signature matches and pull those records, then
+    /// compare keys. `out[i]` gets the result for `keys[i]`; `out` must be at least as long
+    /// as `keys`. This crate cannot issue a real prefetch instruction without `unsafe`, so it
+    /// "touches" the lines with plain loads; a worker that has a prefetch primitive (DPDK's
+    /// `rte_prefetch0` through rampart-dpdk) should call [`Self::lookup_burst_with`].
     pub fn lookup_burst(&mut self, keys: &[FlowKey], now_ns: u64, out: &mut [Option<Hit>]) {
-        self.lookup_burst_impl::<true>(keys, now_ns, out);
+        self.lookup_burst_impl(keys, now_ns, out, Stage::Touch);
     }
 
-    /// [`Self::lookup_burst`] without the prefetches: only for measuring what they buy.
+    /// [`Self::lookup_burst`] with a caller-supplied prefetch: `prefetch(addr)` is called with
+    /// each bucket's address in the first pass and each candidate record's key in the second.
+    /// The addresses are only hints; they are never dereferenced by the caller's prefetch
+    /// (a prefetch instruction cannot fault).
+    pub fn lookup_burst_with(
+        &mut self,
+        keys: &[FlowKey],
+        now_ns: u64,
+        out: &mut [Option<Hit>],
+        prefetch: impl Fn(*const u8),
+    ) {
+        self.lookup_burst_impl(keys, now_ns, out, Stage::Hook(&prefetch));
+    }
+
+    /// [`Self::lookup_burst`] without any prefetching: only for measuring what it buys.
     #[doc(hidden)]
     pub fn lookup_burst_no_prefetch(
         &mut self,
@@ -313,14 +349,16 @@ impl FlowTable {
         now_ns: u64,
         out: &mut [Option<Hit>],
     ) {
-        self.lookup_burst_impl::<false>(keys, now_ns, out);
+        self.lookup_burst_impl(keys, now_ns, out, Stage::None);
     }
 
-    fn lookup_burst_impl<const PREFETCH: bool>(
+    #[inline(always)]
+    fn lookup_burst_impl(
         &mut self,
         keys: &[FlowKey],
         now_ns: u64,
         out: &mut [Option<Hit>],
+        pf: Stage<'_>,
     ) {
         assert!(
             out.len() >= keys.len(),
@@ -338,9 +376,11 @@ impl FlowTable {
                 s.key[j] = ck;
                 s.swapped[j] = order == rampart_wire::KeyOrder::Swapped;
                 s.hash[j] = h;
-                if PREFETCH {
-                    let b = self.home(h);
-                    touch_bucket(&self.buckets[b as usize]);
+                let b = &self.buckets[self.home(h) as usize];
+                match pf {
+                    Stage::None => {}
+                    Stage::Touch => touch_bucket(b),
+                    Stage::Hook(f) => f((b as *const Bucket).cast()),
                 }
             }
             // Stage 2: first signature match in the home bucket; prefetch that record.
@@ -356,8 +396,18 @@ impl FlowTable {
                     }
                 }
                 self.scratch.cand[j] = cand;
-                if PREFETCH && cand != NONE {
-                    touch_flow(&self.flows[cand as usize]);
+                if cand != NONE {
+                    let f = &self.flows[cand as usize];
+                    match pf {
+                        Stage::None => {}
+                        Stage::Touch => touch_flow(f),
+                        Stage::Hook(p) => {
+                            // The key may straddle two cache lines: hint both ends.
+                            let a: *const u8 = (&f.key as *const FlowKey).cast();
+                            p(a);
+                            p(a.wrapping_add(FlowKey::SIZE - 1));
+                        }
+                    }
                 }
             }
             // Stage 3: compare; fall back to the full search on a signature collision or an

@@ -77,6 +77,12 @@ proptest! {
                     let mut out2 = vec![None; keys.len()];
                     t.lookup_burst_no_prefetch(&keys, 0, &mut out2);
                     prop_assert_eq!(&out, &out2);
+                    let hints = std::cell::Cell::new(0usize);
+                    let mut out3 = vec![None; keys.len()];
+                    t.lookup_burst_with(&keys, 0, &mut out3, |_| hints.set(hints.get() + 1));
+                    prop_assert_eq!(&out, &out3);
+                    // one hint per bucket, two per candidate record
+                    prop_assert!(hints.get() >= keys.len());
                     for (k, o) in keys.iter().zip(&out) {
                         prop_assert_eq!(o.map(|h| h.dir), dir_in_model(&model, k));
                         prop_assert_eq!(*o, t.lookup(k, 0));

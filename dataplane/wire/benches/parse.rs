@@ -1,9 +1,11 @@
 //! Parser throughput: ns/packet for rampart-wire's `parse` next to etherparse's
 //! `SlicedPacket::from_ethernet` on the same frames, in the same run.
 //! Run: `cargo bench -p rampart-wire --bench parse` (prints a markdown table).
+//! Times are CPU time of the benchmark thread (CLOCK_THREAD_CPUTIME_ID), best of interleaved
+//! rounds: the machine is shared.
 
+use cpu_time::ThreadTime as Instant;
 use std::hint::black_box;
-use std::time::Instant;
 
 use rampart_wire::tcp::flags;
 use rampart_wire::*;

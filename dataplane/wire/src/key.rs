@@ -184,11 +184,10 @@ impl FlowKey {
     /// [`KeyOrder`] says whether this packet was swapped to get there.
     #[inline]
     pub fn canonical(&self) -> (FlowKey, KeyOrder) {
-        let swap = match self.src.cmp(&self.dst) {
-            core::cmp::Ordering::Less => false,
-            core::cmp::Ordering::Greater => true,
-            core::cmp::Ordering::Equal => self.src_port > self.dst_port,
-        };
+        // Compare as big-endian integers: the same order as the byte arrays, without a
+        // memcmp call.
+        let (s, d) = (u128::from_be_bytes(self.src), u128::from_be_bytes(self.dst));
+        let swap = s > d || (s == d && self.src_port > self.dst_port);
         if swap {
             (self.reversed(), KeyOrder::Swapped)
         } else {

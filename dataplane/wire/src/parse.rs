@@ -575,7 +575,9 @@ fn icmp_inner_key(q: &[u8], v6: bool, cfg: &ParseConfig) -> Result<FlowKey, Pars
             key.src_port = u16::from_be_bytes([l4[0], l4[1]]);
             key.dst_port = u16::from_be_bytes([l4[2], l4[3]]);
         }
-        proto::ICMP | proto::ICMPV6 => {
+        // Same family rule as the outer parse: ICMPv4 inside IPv6 (or the reverse) is just
+        // an unknown protocol there, so it is here.
+        proto::ICMP | proto::ICMPV6 if (key.proto == proto::ICMPV6) == v6 => {
             if l4.len() < 8 {
                 return Err(ParseError::IcmpBadInner);
             }

@@ -91,6 +91,11 @@ pub fn build_icmp_unreachable(
     let end = (l3 + usize::from(p.l3_len)).min(orig.len());
     let quote = orig.get(l3..end).ok_or(BuildError::Unsupported)?;
     let quote = &quote[..quote.len().min(max)];
+    // The receiver relates the error to its flow through the quoted transport header: do
+    // not send one that a long extension chain pushed out of the quote.
+    if usize::from(p.l4_offset) + 8 > l3 + max && !matches!(p.frag, Fragment::Later { .. }) {
+        return Err(BuildError::Unsupported);
+    }
     let l4 = L4Repr::Icmp(IcmpRepr {
         msg_type: ty,
         code,
