@@ -12,7 +12,9 @@ use rampart_flow::*;
 use rampart_wire::tcp::flags as tf;
 use rampart_wire::{proto, FlowKey};
 
-const LOOKUPS: usize = 1 << 21;
+const SAMPLE: usize = 1 << 16;
+const REPS: usize = 32;
+const LOOKUPS: usize = SAMPLE * REPS;
 const BURST: usize = 32;
 const ROUNDS: usize = 3;
 
@@ -86,41 +88,43 @@ fn main() {
                 TrackVerdict::Accept
             );
         }
-        let keys: Vec<FlowKey> = order(n, LOOKUPS).into_iter().map(key).collect();
+        // A 64K-key random sample replayed: the packet stream itself should not be what
+        // misses the cache.
+        let keys: Vec<FlowKey> = order(n, SAMPLE).into_iter().map(key).collect();
         let mut out = vec![None; BURST];
         let mut best = [0f64; 4];
         for _ in 0..ROUNDS {
             let t0 = Instant::now();
             let mut hits = 0usize;
-            for k in &keys {
+            for k in keys.iter().cycle().take(LOOKUPS) {
                 hits += t.lookup(black_box(k), now).is_some() as usize;
             }
-            best[0] = best[0].max(mops(keys.len(), t0.elapsed().as_secs_f64()));
-            assert_eq!(hits, keys.len());
+            best[0] = best[0].max(mops(LOOKUPS, t0.elapsed().as_secs_f64()));
+            assert_eq!(hits, LOOKUPS);
 
             let t0 = Instant::now();
-            for c in keys.chunks(BURST) {
+            for c in (0..REPS).flat_map(|_| keys.chunks(BURST)) {
                 t.lookup_burst_no_prefetch(c, now, &mut out);
                 black_box(&out);
             }
-            best[1] = best[1].max(mops(keys.len(), t0.elapsed().as_secs_f64()));
+            best[1] = best[1].max(mops(LOOKUPS, t0.elapsed().as_secs_f64()));
 
             let t0 = Instant::now();
-            for c in keys.chunks(BURST) {
+            for c in (0..REPS).flat_map(|_| keys.chunks(BURST)) {
                 t.lookup_burst(c, now, &mut out);
                 black_box(&out);
             }
-            best[2] = best[2].max(mops(keys.len(), t0.elapsed().as_secs_f64()));
+            best[2] = best[2].max(mops(LOOKUPS, t0.elapsed().as_secs_f64()));
 
             let p = pkt(tf::ACK);
             let t0 = Instant::now();
-            for c in keys.chunks(BURST) {
+            for c in (0..REPS).flat_map(|_| keys.chunks(BURST)) {
                 t.lookup_burst(c, now, &mut out);
                 for h in out[..c.len()].iter().flatten() {
                     black_box(t.track(h.handle, h.dir, &p, now));
                 }
             }
-            best[3] = best[3].max(mops(keys.len(), t0.elapsed().as_secs_f64()));
+            best[3] = best[3].max(mops(LOOKUPS, t0.elapsed().as_secs_f64()));
         }
         let s = t.stats();
         let per = s.memory_bytes as f64 / f64::from(n);

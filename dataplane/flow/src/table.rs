@@ -268,17 +268,29 @@ impl FlowTable {
         };
         let mut b = home;
         for _ in 0..=probes {
-            for &s in &self.buckets[b as usize].slots {
-                if s != 0 && (s >> self.idx_bits) == want {
-                    let i = (s & self.idx_mask) - 1;
-                    if self.flows[i as usize].key == *ck {
-                        return Some(i);
-                    }
+            let bucket = &self.buckets[b as usize];
+            let mut m = self.matches(bucket, want);
+            while m != 0 {
+                let i = (bucket.slots[m.trailing_zeros() as usize] & self.idx_mask) - 1;
+                if self.flows[i as usize].key == *ck {
+                    return Some(i);
                 }
+                m &= m - 1;
             }
             b = self.next_bucket(b);
         }
         None
+    }
+
+    /// Bit k set if slot k is occupied with signature `want`. Written without early exit
+    /// so the compiler turns it into a few SIMD compares.
+    #[inline(always)]
+    fn matches(&self, b: &Bucket, want: u32) -> u32 {
+        let mut m = 0u32;
+        for (k, &s) in b.slots.iter().enumerate() {
+            m |= u32::from(s != 0 && (s >> self.idx_bits) == want) << k;
+        }
+        m
     }
 
     #[inline]
@@ -388,13 +400,13 @@ impl FlowTable {
                 let h = self.scratch.hash[j];
                 let home = self.home(h);
                 let want = self.sig(h);
-                let mut cand = NONE;
-                for &s in &self.buckets[home as usize].slots {
-                    if s != 0 && (s >> self.idx_bits) == want {
-                        cand = (s & self.idx_mask) - 1;
-                        break;
-                    }
-                }
+                let bucket = &self.buckets[home as usize];
+                let m = self.matches(bucket, want);
+                let cand = if m == 0 {
+                    NONE
+                } else {
+                    (bucket.slots[m.trailing_zeros() as usize] & self.idx_mask) - 1
+                };
                 self.scratch.cand[j] = cand;
                 if cand != NONE {
                     let f = &self.flows[cand as usize];
