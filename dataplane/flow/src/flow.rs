@@ -1,5 +1,5 @@
-//! The per-flow record: 88 bytes, so with the index (about 6 bytes a flow) the table stays
-//! under 96 bytes per flow.
+//! The per-flow record: a 64-byte hot line plus 24 bytes of counters, so with the index
+//! (about 6 bytes a flow) the table stays under 96 bytes per flow.
 
 use rampart_wire::FlowKey;
 
@@ -53,23 +53,20 @@ pub(crate) mod flag {
     pub const PICKED_UP: u8 = 1 << 6;
 }
 
-/// One tracked connection. Read it through [`crate::FlowTable::flow`] or
-/// [`crate::FlowTable::iter`].
+/// The hot part of a flow: everything a lookup and a state update touch, in exactly one
+/// 64-byte cache line (the array is line-aligned), so a lookup costs one bucket line and one
+/// record line.
 #[derive(Debug, Clone, Copy)]
-#[repr(C)]
-pub struct Flow {
+#[repr(C, align(64))]
+pub(crate) struct Record {
     /// Canonical (direction-normalised) key.
     pub(crate) key: FlowKey,
-    /// Bytes per direction.
-    pub(crate) bytes: [u64; 2],
-    /// Packets per direction (32-bit, wrapping; per-rule counters in the pipeline are 64-bit).
-    pub(crate) packets: [u32; 2],
+    /// Time of the last accepted packet in table ticks (2^20 ns), wrapping.
+    pub(crate) last_seen: u32,
     /// Admitting rule; while the slot is free, the next free slot.
     pub(crate) rule: u32,
     /// Low 32 bits of the ruleset generation that admitted the flow.
     pub(crate) generation: u32,
-    /// Time of the last accepted packet in table ticks (2^20 ns), wrapping.
-    pub(crate) last_seen: u32,
     /// Strict TCP: highest sequence number each direction may send (right window edge the
     /// peer advertised).
     pub(crate) edge: [u32; 2],
@@ -80,87 +77,99 @@ pub struct Flow {
     pub(crate) _pad: u8,
 }
 
-const _: () = assert!(core::mem::size_of::<Flow>() == 88);
+const _: () = assert!(core::mem::size_of::<Record>() == 64);
 
-impl Flow {
-    pub(crate) const FREE: Flow = Flow {
-        key: FlowKey {
-            src: [0; 16],
-            dst: [0; 16],
-            src_port: 0,
-            dst_port: 0,
-            proto: 0,
-            segment: [0; 3],
-        },
-        bytes: [0; 2],
-        packets: [0; 2],
+/// The cold part: per-direction counters, written by `track`, read by `rampartctl flows`.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+pub(crate) struct Counters {
+    pub(crate) bytes: [u64; 2],
+    /// 32-bit, wrapping; per-rule counters in the pipeline are 64-bit.
+    pub(crate) packets: [u32; 2],
+}
+
+const _: () = assert!(core::mem::size_of::<Counters>() == 24);
+
+impl Record {
+    pub(crate) const FREE: Record = Record {
+        key: FlowKey { src: [0; 16], dst: [0; 16], src_port: 0, dst_port: 0, proto: 0, segment: [0; 3] },
+        last_seen: 0,
         rule: 0,
         generation: 0,
-        last_seen: 0,
         edge: [0; 2],
         state: FlowState::Free,
         flags: 0,
         wscale: 0xff,
         _pad: 0,
     };
+}
 
+/// A read-only view of one tracked connection, from [`crate::FlowTable::flow`] or
+/// [`crate::FlowTable::iter`].
+#[derive(Debug, Clone, Copy)]
+pub struct Flow<'a> {
+    pub(crate) rec: &'a Record,
+    pub(crate) ctr: &'a Counters,
+}
+
+impl Flow<'_> {
     /// The key in the direction of the packet that created the flow.
     pub fn key(&self) -> FlowKey {
-        if self.flags & flag::ORIG_SWAPPED != 0 {
-            self.key.reversed()
+        if self.rec.flags & flag::ORIG_SWAPPED != 0 {
+            self.rec.key.reversed()
         } else {
-            self.key
+            self.rec.key
         }
     }
 
     /// Protocol state.
     pub fn state(&self) -> FlowState {
-        self.state
+        self.rec.state
     }
 
     /// The rule that admitted the flow.
     pub fn rule(&self) -> RuleId {
-        RuleId(self.rule)
+        RuleId(self.rec.rule)
     }
 
     /// Low 32 bits of the generation that admitted the flow.
     pub fn generation(&self) -> u32 {
-        self.generation
+        self.rec.generation
     }
 
     /// True if the flow was admitted under `generation` (compared on the low 32 bits: a
     /// false match needs 2^32 policy publishes between two packets of one flow).
     #[inline]
     pub fn admitted_under(&self, generation: u64) -> bool {
-        self.generation == generation as u32
+        self.rec.generation == generation as u32
     }
 
-    /// Packets seen in a direction.
+    /// Packets seen in a direction (32-bit, wrapping).
     pub fn packets(&self, dir: Direction) -> u32 {
-        self.packets[dir.index()]
+        self.ctr.packets[dir.index()]
     }
 
     /// Bytes seen in a direction.
     pub fn bytes(&self, dir: Direction) -> u64 {
-        self.bytes[dir.index()]
+        self.ctr.bytes[dir.index()]
     }
 
     /// Has seen traffic both ways (TCP: a completed handshake). Assured flows are never
     /// evicted to make room.
     pub fn is_assured(&self) -> bool {
-        self.flags & flag::ASSURED != 0
+        self.rec.flags & flag::ASSURED != 0
     }
 
     /// Created mid-stream in loose mode.
     pub fn is_picked_up(&self) -> bool {
-        self.flags & flag::PICKED_UP != 0
+        self.rec.flags & flag::PICKED_UP != 0
     }
 
     /// Last activity in nanoseconds, at the table's 2^20 ns resolution, reconstructed
     /// relative to `now_ns` (valid while the flow is younger than its timeout).
     pub fn last_seen_ns(&self, now_ns: u64) -> u64 {
         let now_t = crate::table::tick(now_ns);
-        let age = now_t.wrapping_sub(self.last_seen);
+        let age = now_t.wrapping_sub(self.rec.last_seen);
         now_ns.saturating_sub(u64::from(age) << crate::table::TICK_SHIFT)
     }
 }

@@ -26,7 +26,7 @@
 use rampart_wire::proto;
 use rampart_wire::tcp::flags as tf;
 
-use crate::flow::{flag, Direction, Flow};
+use crate::flow::{flag, Direction, Record};
 
 /// Per-flow protocol state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -152,18 +152,18 @@ pub(crate) struct Modes {
 
 const NO_SCALE: u8 = 0xf;
 
-fn wscale_of(f: &Flow, d: Direction) -> u8 {
+fn wscale_of(f: &Record, d: Direction) -> u8 {
     (f.wscale >> (4 * d.index() as u8)) & 0xf
 }
 
-fn set_wscale(f: &mut Flow, d: Direction, v: Option<u8>) {
+fn set_wscale(f: &mut Record, d: Direction, v: Option<u8>) {
     let v = v.map_or(NO_SCALE, |s| s.min(14));
     let sh = 4 * d.index() as u8;
     f.wscale = (f.wscale & !(0xf << sh)) | (v << sh);
 }
 
 /// The scale applying to windows sent by `d` (0 unless both sides offered the option).
-fn scale(f: &Flow, d: Direction) -> u8 {
+fn scale(f: &Record, d: Direction) -> u8 {
     let (a, b) = (
         wscale_of(f, Direction::Original),
         wscale_of(f, Direction::Reply),
@@ -191,7 +191,7 @@ fn fin_flag(d: Direction) -> u8 {
 
 /// Applies one packet to the flow's state. On error nothing is changed.
 pub(crate) fn advance(
-    f: &mut Flow,
+    f: &mut Record,
     d: Direction,
     p: &crate::PacketInfo,
     m: Modes,
@@ -237,7 +237,7 @@ pub(crate) fn advance(
     }
 }
 
-fn tcp(f: &mut Flow, d: Direction, p: &crate::PacketInfo, m: Modes) -> Result<(), TrackError> {
+fn tcp(f: &mut Record, d: Direction, p: &crate::PacketInfo, m: Modes) -> Result<(), TrackError> {
     use FlowState::*;
     let fl = p.tcp_flags;
     let (syn, ack, fin, rst) = (
@@ -356,7 +356,7 @@ fn tcp(f: &mut Flow, d: Direction, p: &crate::PacketInfo, m: Modes) -> Result<()
     Ok(())
 }
 
-fn check_window(f: &Flow, d: Direction, p: &crate::PacketInfo) -> Result<(), TrackError> {
+fn check_window(f: &Record, d: Direction, p: &crate::PacketInfo) -> Result<(), TrackError> {
     if f.flags & edge_flag(d) == 0 {
         return Ok(());
     }

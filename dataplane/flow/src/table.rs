@@ -1,8 +1,10 @@
 //! The per-worker flow table: a bucketised hash index over a fixed array of flows.
 //!
 //! # Layout
-//! `flows` is a `Vec<Flow>` of exactly `capacity` records (88 B each), threaded into a free
-//! list through their `rule` field. The index is an array of 64-byte buckets, each holding 15
+//! `flows` is a `Vec` of exactly `capacity` 64-byte, line-aligned records (key, state,
+//! timestamps, rule, generation), threaded into a free list through their `rule` field;
+//! `counters` holds the per-direction packet/byte counters (24 B) apart, so a lookup
+//! touches one bucket line and one record line. The index is an array of 64-byte buckets, each holding 15
 //! slots plus an overflow count. A slot is a `u32`: the flow's index + 1 in the low
 //! `idx_bits` bits, a hash signature in the rest (0 = empty). There are 1.5 slots per flow
 //! (about 6 B per flow), so a bucket is two-thirds full when the table is. An entry goes to
@@ -27,7 +29,7 @@
 use rampart_wire::FlowKey;
 
 use crate::config::{FlowConfig, FlowConfigError, Timeouts, MAX_CAPACITY};
-use crate::flow::{flag, Direction, Flow, RuleId};
+use crate::flow::{flag, Counters, Direction, Flow, Record, RuleId};
 use crate::state::{self, FlowState, Modes, TrackError, TrackVerdict};
 use crate::PacketInfo;
 
@@ -131,7 +133,8 @@ struct Scratch {
 /// One worker's connection-tracking table. See the module docs for layout, expiry and the
 /// full-table policy. No method allocates after [`FlowTable::new`].
 pub struct FlowTable {
-    flows: Vec<Flow>,
+    flows: Vec<Record>,
+    counters: Vec<Counters>,
     buckets: Vec<Bucket>,
     nbuckets: u32,
     idx_bits: u32,
@@ -163,11 +166,15 @@ impl FlowTable {
             slots: [0; SLOTS],
             overflow: 0,
         };
-        let flows = vec![Flow::FREE; cap as usize];
+        let flows = vec![Record::FREE; cap as usize];
+        let counters = vec![Counters::default(); cap as usize];
         let buckets = vec![empty; nbuckets as usize];
-        let memory = (flows.len() * core::mem::size_of::<Flow>() + buckets.len() * 64) as u64;
+        let memory = (flows.len() * core::mem::size_of::<Record>()
+            + counters.len() * core::mem::size_of::<Counters>()
+            + buckets.len() * 64) as u64;
         Ok(FlowTable {
             flows,
+            counters,
             buckets,
             nbuckets,
             idx_bits,
@@ -294,12 +301,12 @@ impl FlowTable {
     }
 
     #[inline]
-    fn expired(&self, f: &Flow, now_t: u32) -> bool {
+    fn expired(&self, f: &Record, now_t: u32) -> bool {
         now_t.wrapping_sub(f.last_seen) > self.timeout[f.state as usize]
     }
 
     #[inline]
-    fn dir_of(f: &Flow, swapped: bool) -> Direction {
+    fn dir_of(f: &Record, swapped: bool) -> Direction {
         if swapped == (f.flags & flag::ORIG_SWAPPED != 0) {
             Direction::Original
         } else {
@@ -413,12 +420,7 @@ impl FlowTable {
                     match pf {
                         Stage::None => {}
                         Stage::Touch => touch_flow(f),
-                        Stage::Hook(p) => {
-                            // The key may straddle two cache lines: hint both ends.
-                            let a: *const u8 = (&f.key as *const FlowKey).cast();
-                            p(a);
-                            p(a.wrapping_add(FlowKey::SIZE - 1));
-                        }
+                        Stage::Hook(p) => p((f as *const Record).cast()),
                     }
                 }
             }
@@ -501,13 +503,14 @@ impl FlowTable {
         };
         let i = self.alloc();
         let f = &mut self.flows[i as usize];
-        *f = Flow::FREE;
+        *f = Record::FREE;
         f.key = ck;
         f.state = FlowState::New;
         f.flags = if swapped { flag::ORIG_SWAPPED } else { 0 };
         f.rule = rule.0;
         f.generation = generation as u32;
         f.last_seen = now_t;
+        self.counters[i as usize] = Counters::default();
         let (b, dist) = pos;
         let slot = self.buckets[b as usize]
             .slots
@@ -573,7 +576,7 @@ impl FlowTable {
             b = self.next_bucket(b);
         }
         let f = &mut self.flows[i as usize];
-        *f = Flow::FREE;
+        *f = Record::FREE;
         f.rule = self.free_head;
         self.free_head = i;
         self.stats.len -= 1;
@@ -652,10 +655,11 @@ impl FlowTable {
         let mut next = *f;
         match state::advance(&mut next, dir, pkt, self.modes) {
             Ok(()) => {
-                next.packets[dir.index()] = next.packets[dir.index()].wrapping_add(1);
-                next.bytes[dir.index()] += u64::from(pkt.frame_len);
                 next.last_seen = tick(now_ns);
                 *f = next;
+                let c = &mut self.counters[i];
+                c.packets[dir.index()] = c.packets[dir.index()].wrapping_add(1);
+                c.bytes[dir.index()] += u64::from(pkt.frame_len);
                 TrackVerdict::Accept
             }
             Err(e) => {
@@ -669,10 +673,10 @@ impl FlowTable {
     }
 
     /// The flow behind a handle, if it is live.
-    pub fn flow(&self, handle: FlowHandle) -> Option<&Flow> {
-        self.flows
-            .get(handle.0 as usize)
-            .filter(|f| f.state != FlowState::Free)
+    pub fn flow(&self, handle: FlowHandle) -> Option<Flow<'_>> {
+        let i = handle.0 as usize;
+        let rec = self.flows.get(i).filter(|f| f.state != FlowState::Free)?;
+        Some(Flow { rec, ctr: &self.counters[i] })
     }
 
     /// Re-stamps a flow after revalidation against a new ruleset generation.
@@ -717,12 +721,13 @@ impl FlowTable {
     }
 
     /// Iterates over live flows (for `rampartctl flows`); not for the hot path.
-    pub fn iter(&self) -> impl Iterator<Item = (FlowHandle, &Flow)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (FlowHandle, Flow<'_>)> + '_ {
         self.flows[..self.high_water as usize]
             .iter()
+            .zip(&self.counters)
             .enumerate()
-            .filter(|(_, f)| f.state != FlowState::Free)
-            .map(|(i, f)| (FlowHandle(i as u32), f))
+            .filter(|(_, (f, _))| f.state != FlowState::Free)
+            .map(|(i, (rec, ctr))| (FlowHandle(i as u32), Flow { rec, ctr }))
     }
 
     /// Removes every flow (e.g. on a policy change configured to flush).
@@ -734,7 +739,7 @@ impl FlowTable {
             };
         }
         for f in &mut self.flows[..self.high_water as usize] {
-            *f = Flow::FREE;
+            *f = Record::FREE;
         }
         self.free_head = NONE;
         self.high_water = 0;
@@ -785,8 +790,8 @@ fn touch_bucket(b: &Bucket) {
     core::hint::black_box(b.overflow);
 }
 
-/// Same for a flow record: its key may straddle two cache lines, so touch both ends.
+/// Same for a flow record (one line).
 #[inline(always)]
-fn touch_flow(f: &Flow) {
-    core::hint::black_box((f.key.src[0], f.key.segment[2]));
+fn touch_flow(f: &Record) {
+    core::hint::black_box(f.key.src[0]);
 }
