@@ -254,6 +254,7 @@ pub fn parse_into(frame: &[u8], cfg: &ParseConfig, out: &mut Parsed) -> Result<(
 
 /// Ethernet + up to two tags starting at `off`; returns (ethertype, offset of L3). Records the
 /// VLAN ids into `p` when given (outer frame only).
+#[inline(always)]
 fn parse_l2(frame: &[u8], off: usize, p: Option<&mut Parsed>) -> Result<(u16, usize), ParseError> {
     let eth = EthernetFrame::new_checked(&frame[off..])?;
     let mut et = eth.ethertype();
@@ -277,6 +278,7 @@ fn parse_l2(frame: &[u8], off: usize, p: Option<&mut Parsed>) -> Result<(u16, us
     Ok((et, l3))
 }
 
+#[inline(always)]
 fn parse_after_l2(
     frame: &[u8],
     et: u16,
@@ -301,6 +303,7 @@ fn parse_after_l2(
     }
 }
 
+#[inline(always)]
 fn parse_ipv4(
     frame: &[u8],
     l3: usize,
@@ -324,6 +327,7 @@ fn parse_ipv4(
     parse_l4(frame, l3 + hl, payload, frag, cfg, p, outer)
 }
 
+#[inline(always)]
 fn parse_ipv6(
     frame: &[u8],
     l3: usize,
@@ -347,6 +351,7 @@ fn parse_ipv6(
     parse_l4(frame, l4, &payload[chain.offset..], frag, cfg, p, outer)
 }
 
+#[inline(always)]
 fn fragment(
     id: u32,
     off: u16,
@@ -376,6 +381,7 @@ fn tiny(frag: Fragment, e: ParseError) -> ParseError {
     }
 }
 
+#[inline(always)]
 fn parse_l4(
     frame: &[u8],
     l4: usize,
