@@ -20,6 +20,12 @@ impl Counter {
         self.0.store(v.wrapping_add(n), Ordering::Relaxed);
     }
 
+    /// Overwrite with `v` (a gauge). Only the owning worker may call this.
+    #[inline(always)]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
     /// Current value (any thread).
     #[inline(always)]
     pub fn get(&self) -> u64 {

@@ -7,10 +7,14 @@
 //! port (or back out of the ingress port for replies) → free and count what could not be sent.
 
 mod counters;
+pub mod firewall;
 mod stage;
 mod worker;
 
 pub use counters::{Counter, CounterSnapshot, PortCounters, PortSnapshot, WorkerCounters};
+pub use firewall::{
+    Firewall, FirewallCounters, FirewallSettings, FirewallSnapshot, LogQueue, RuleLog,
+};
 pub use stage::{BurstCtx, BurstStage, DropReason, ForwardAll, Verdict};
 pub use worker::{assign_queues, PortIndex, Worker, WorkerId, WorkerQueues, WorkerSettings, BURST};
 

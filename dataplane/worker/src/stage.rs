@@ -14,14 +14,29 @@ pub enum DropReason {
     Policy = 1,
     /// Any other stage decision.
     Stage = 2,
+    /// A flow's state machine refused it (e.g. bad TCP flags, out of window).
+    Conntrack = 3,
+    /// It could not open a flow and belongs to none (e.g. a mid-stream TCP segment).
+    NoFlow = 4,
+    /// Allowed, but the flow table was full and nothing could be evicted.
+    TableFull = 5,
+    /// A non-first IP fragment (no ports to classify by).
+    Fragment = 6,
 }
 
 impl DropReason {
     /// Number of reasons (size of the counter arrays).
-    pub const COUNT: usize = 3;
+    pub const COUNT: usize = 7;
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; DropReason::COUNT] =
-        [DropReason::Malformed, DropReason::Policy, DropReason::Stage];
+    pub const ALL: [DropReason; DropReason::COUNT] = [
+        DropReason::Malformed,
+        DropReason::Policy,
+        DropReason::Stage,
+        DropReason::Conntrack,
+        DropReason::NoFlow,
+        DropReason::TableFull,
+        DropReason::Fragment,
+    ];
 
     /// A short name for stats and metrics.
     pub fn name(self) -> &'static str {
@@ -29,6 +44,10 @@ impl DropReason {
             DropReason::Malformed => "malformed",
             DropReason::Policy => "policy",
             DropReason::Stage => "stage",
+            DropReason::Conntrack => "conntrack",
+            DropReason::NoFlow => "no_flow",
+            DropReason::TableFull => "table_full",
+            DropReason::Fragment => "fragment",
         }
     }
 }
@@ -64,7 +83,12 @@ pub struct BurstCtx {
 /// lock or make syscalls.
 pub trait BurstStage: Send {
     /// Decide a verdict for every packet of the burst.
-    fn process<const N: usize>(&mut self, ctx: &BurstCtx, pkts: &mut MbufBurst<N>, verdicts: &mut [Verdict]);
+    fn process<const N: usize>(
+        &mut self,
+        ctx: &BurstCtx,
+        pkts: &mut MbufBurst<N>,
+        verdicts: &mut [Verdict],
+    );
 
     /// Called once per poll iteration after every port was served (the quiescent point for RCU
     /// readers, and the place for timer work such as flow expiry). Default: nothing.

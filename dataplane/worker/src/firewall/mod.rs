@@ -1,0 +1,465 @@
+//! The firewall stage: parse → connection tracking → classification → verdict, over a burst.
+//!
+//! Stages follow STYLE.md §4: each reads only what the previous one wrote into per-worker
+//! scratch arrays, so nothing calls backwards and nothing allocates.
+//!
+//! 1. **Parse** every frame into `parsed[i]`. A malformed frame is dropped and counted by
+//!    parse error; ARP (with the pass policy) is forwarded without state; non-first fragments
+//!    are dropped (the parser's default policy already refuses them — see `rampart_wire::parse`).
+//! 2. **Track.** One `lookup_burst` over the keys of the IP packets. A hit whose flow was
+//!    admitted under the current ruleset generation is tracked and forwarded. A hit from an
+//!    older generation is queued for revalidation (when enabled). A miss that is an ICMP error
+//!    relating to a tracked flow is forwarded with it. Any other miss that may open a flow is
+//!    queued for classification; one that may not (a mid-stream TCP segment without loose
+//!    pickup) is dropped as `no_flow`.
+//! 3. **Classify** the queue with one `classify_bulk` against the ruleset loaded once for the
+//!    burst. Allow: create (or re-stamp) the flow with rule id + generation, then track.
+//!    Drop: count, and cut the flow if it was being revalidated. Reject: build a TCP RST or
+//!    ICMP unreachable in the worker's reply scratch, which the poll loop sends back out of the
+//!    ingress port.
+//! 4. **End of poll:** report an RCU quiescent state, expire a bounded number of flows, and
+//!    refresh the flow gauges.
+
+mod counters;
+mod log;
+
+pub use counters::{FirewallCounters, FirewallSnapshot};
+pub use log::{log_queue, LogQueue, RuleLog};
+
+use crate::stage::{BurstCtx, BurstStage, DropReason, Verdict};
+use crate::MAX_PORTS;
+use log::RateLimit;
+use rampart_classify::{Action, Family, Match, PacketDirection, PacketFields, TableReader};
+use rampart_dpdk::MbufBurst;
+use rampart_flow::{FlowConfig, FlowConfigError, FlowTable, Hit, PacketInfo, RuleId, TrackVerdict};
+use rampart_wire::{
+    build_icmp_unreachable, build_tcp_rst, parse_into, proto, FlowKey, Fragment, FrameKind,
+    ParseConfig, Parsed,
+};
+use std::sync::Arc;
+
+/// Most packets the stage handles per call (the worker's RX burst is at most this).
+pub const STAGE_BURST: usize = 64;
+/// Largest reply frame built for `reject` (an ICMPv6 error is capped at 1280 B of IP).
+const REPLY_MAX: usize = 1536;
+/// Flow id recorded for flows admitted by the default action (no rule).
+pub const DEFAULT_RULE: RuleId = RuleId(u32::MAX);
+/// Flows examined for expiry per poll: bounds the timer work a poll can do.
+const EXPIRE_BUDGET: u32 = 64;
+
+/// How the firewall stage behaves; fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct FirewallSettings {
+    /// Parser policies (ARP, fragments, tunnel ports).
+    pub parse: ParseConfig,
+    /// Flow-table capacity, timeouts and TCP modes.
+    pub flow: FlowConfig,
+    /// Direction of packets arriving on each port (indexed by `PortIndex`): traffic from the
+    /// inside port is `Out`, from the outside port `In`.
+    pub port_direction: [PacketDirection; MAX_PORTS],
+    /// Re-check existing flows against a new ruleset on their next packet, cutting those it
+    /// no longer allows (ARCHITECTURE.md decision 3). Off: flows keep the verdict they got.
+    pub revalidate_flows: bool,
+    /// Rule-log records per second per worker.
+    pub log_rate_per_sec: u32,
+    /// Rule-log burst allowance.
+    pub log_burst: u32,
+    /// TSC frequency (from `rampart_dpdk::tsc_hz`), to turn the TSC into nanoseconds.
+    pub tsc_hz: u64,
+}
+
+impl FirewallSettings {
+    /// Defaults for ports laid out as pairs `(inside, outside)`: even ports are inside.
+    pub fn paired(tsc_hz: u64) -> Self {
+        FirewallSettings {
+            parse: ParseConfig::default(),
+            flow: FlowConfig::default(),
+            port_direction: std::array::from_fn(|p| {
+                if p % 2 == 0 {
+                    PacketDirection::Out
+                } else {
+                    PacketDirection::In
+                }
+            }),
+            revalidate_flows: true,
+            log_rate_per_sec: 100,
+            log_burst: 100,
+            tsc_hz,
+        }
+    }
+}
+
+/// Converts the TSC to nanoseconds with one multiply (fixed point, 32 fractional bits).
+#[derive(Debug, Clone, Copy)]
+struct TscClock {
+    ns_per_tick_q32: u128,
+}
+
+impl TscClock {
+    fn new(tsc_hz: u64) -> Self {
+        TscClock {
+            ns_per_tick_q32: (1_000_000_000u128 << 32) / u128::from(tsc_hz.max(1)),
+        }
+    }
+
+    #[inline]
+    fn ns(&self, tsc: u64) -> u64 {
+        ((u128::from(tsc) * self.ns_per_tick_q32) >> 32) as u64
+    }
+}
+
+/// What stage 2 queued for stage 3.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// Index of the packet in the burst.
+    pkt: u8,
+    /// The existing flow, when this is a revalidation.
+    hit: Option<Hit>,
+}
+
+/// Per-worker scratch arrays, reused every burst.
+struct Scratch {
+    parsed: [Parsed; STAGE_BURST],
+    keys: [FlowKey; STAGE_BURST],
+    key_pkt: [u8; STAGE_BURST],
+    hits: [Option<Hit>; STAGE_BURST],
+    pending: [Pending; STAGE_BURST],
+    fields: [PacketFields; STAGE_BURST],
+    matches: [Match; STAGE_BURST],
+    reply: [[u8; REPLY_MAX]; STAGE_BURST],
+    reply_len: [u16; STAGE_BURST],
+}
+
+/// The firewall pipeline of one worker. Built on the main thread, moved to its lcore.
+pub struct Firewall {
+    settings: FirewallSettings,
+    clock: TscClock,
+    table: FlowTable,
+    reader: TableReader,
+    counters: Arc<FirewallCounters>,
+    log: Option<LogQueue>,
+    log_limit: RateLimit,
+    s: Box<Scratch>,
+}
+
+impl Firewall {
+    /// A stage reading rulesets through `reader`, logging into `log` (if any).
+    pub fn new(
+        settings: FirewallSettings,
+        reader: TableReader,
+        log: Option<LogQueue>,
+    ) -> Result<Self, FlowConfigError> {
+        let table = FlowTable::new(&settings.flow)?;
+        Ok(Firewall {
+            clock: TscClock::new(settings.tsc_hz),
+            log_limit: RateLimit::new(
+                settings.log_rate_per_sec,
+                settings.log_burst,
+                settings.tsc_hz,
+            ),
+            settings,
+            table,
+            reader,
+            counters: Arc::new(FirewallCounters::default()),
+            log,
+            s: Box::new(Scratch {
+                parsed: [Parsed::EMPTY; STAGE_BURST],
+                keys: [FlowKey::default(); STAGE_BURST],
+                key_pkt: [0; STAGE_BURST],
+                hits: [None; STAGE_BURST],
+                pending: [Pending { pkt: 0, hit: None }; STAGE_BURST],
+                fields: [PacketFields::default(); STAGE_BURST],
+                matches: [Match::default(); STAGE_BURST],
+                reply: [[0; REPLY_MAX]; STAGE_BURST],
+                reply_len: [0; STAGE_BURST],
+            }),
+        })
+    }
+
+    /// The counters, for the stats thread.
+    pub fn counters(&self) -> Arc<FirewallCounters> {
+        self.counters.clone()
+    }
+
+    /// The flow table (read-only), e.g. for tests and flow listings at shutdown.
+    pub fn flows(&self) -> &FlowTable {
+        &self.table
+    }
+
+    /// The reply built for packet `i` of the last burst (valid when its verdict is `Reply`).
+    pub fn reply(&self, i: usize) -> &[u8] {
+        &self.s.reply[i][..usize::from(self.s.reply_len[i])]
+    }
+
+    /// Decide a verdict for each frame of a burst (`frames.len() <= STAGE_BURST`; `verdicts`
+    /// preset to `Forward`). Replies for `Verdict::Reply` are left in [`Self::reply`].
+    /// This is the whole pipeline on plain byte slices, so it is tested without DPDK.
+    pub fn decide(&mut self, ctx: &BurstCtx, frames: &[&[u8]], verdicts: &mut [Verdict]) {
+        let n = frames.len().min(STAGE_BURST);
+        let now_ns = self.clock.ns(ctx.now_tsc);
+        let direction = self.settings.port_direction[usize::from(ctx.ingress.0) % MAX_PORTS];
+        self.log_limit.refill(ctx.now_tsc);
+        let Firewall {
+            settings,
+            table,
+            reader,
+            counters: c,
+            log,
+            log_limit,
+            s,
+            ..
+        } = &mut *self;
+        let rs = reader.load();
+        let generation = rs.generation();
+
+        // 1. Parse.
+        let mut m = 0;
+        for i in 0..n {
+            let p = &mut s.parsed[i];
+            if let Err(e) = parse_into(frames[i], &settings.parse, p) {
+                c.parse[e.index()].add(1);
+                verdicts[i] = Verdict::Drop(DropReason::Malformed);
+                continue;
+            }
+            if p.kind == FrameKind::Arp {
+                c.passed_non_ip.add(1);
+                continue;
+            }
+            if matches!(p.frag, Fragment::Later { .. }) {
+                // Only reachable with FragmentPolicy::Deliver: without ports such a fragment
+                // cannot be matched to a rule or a flow here, so it is not forwarded blindly.
+                verdicts[i] = Verdict::Drop(DropReason::Fragment);
+                continue;
+            }
+            s.keys[m] = p.key;
+            s.key_pkt[m] = i as u8;
+            m += 1;
+        }
+
+        // 2. Track.
+        table.lookup_burst(&s.keys[..m], now_ns, &mut s.hits[..m]);
+        let mut q = 0;
+        for j in 0..m {
+            let i = usize::from(s.key_pkt[j]);
+            let p = &s.parsed[i];
+            let info = PacketInfo::from_parsed(p);
+            if let Some(hit) = s.hits[j] {
+                let current = table
+                    .flow(hit.handle)
+                    .is_some_and(|f| f.admitted_under(generation));
+                if !current && settings.revalidate_flows {
+                    s.pending[q] = Pending {
+                        pkt: i as u8,
+                        hit: Some(hit),
+                    };
+                    s.fields[q] = fields_of(p, direction);
+                    q += 1;
+                    continue;
+                }
+                verdicts[i] = track(table, c, hit, &info, now_ns);
+                if verdicts[i] == Verdict::Forward {
+                    c.established.add(1);
+                }
+                continue;
+            }
+            if let Some(inner) = p.icmp_inner {
+                if let Some(hit) = table.lookup_related(&inner, now_ns) {
+                    let _ = hit;
+                    c.related.add(1);
+                    continue;
+                }
+            }
+            if !table.can_open(&info) {
+                c.no_flow.add(1);
+                verdicts[i] = Verdict::Drop(DropReason::NoFlow);
+                continue;
+            }
+            s.pending[q] = Pending {
+                pkt: i as u8,
+                hit: None,
+            };
+            s.fields[q] = fields_of(p, direction);
+            q += 1;
+        }
+        if q == 0 {
+            return;
+        }
+
+        // 3. Classify.
+        rs.classify_bulk(&s.fields[..q], &mut s.matches[..q]);
+        for k in 0..q {
+            let Pending { pkt, hit } = s.pending[k];
+            let i = usize::from(pkt);
+            let mt = s.matches[k];
+            let p = &s.parsed[i];
+            if mt.monitor.is_some() {
+                c.monitor_hits.add(1);
+            }
+            let rule = mt.rule_id.map_or(DEFAULT_RULE, |r| RuleId(r.0));
+            if mt.log && hit.is_none() {
+                if let Some(queue) = log.as_ref() {
+                    let rec = RuleLog {
+                        worker: ctx.worker.0,
+                        generation,
+                        rule: mt.rule_id.unwrap_or(rampart_classify::RuleId(u32::MAX)),
+                        action: mt.action,
+                        key: p.key,
+                        tsc: ctx.now_tsc,
+                    };
+                    if log_limit.take() && queue.push(rec).is_ok() {
+                        c.logs_emitted.add(1);
+                    } else {
+                        c.logs_suppressed.add(1);
+                    }
+                }
+            }
+            match mt.action {
+                Action::Allow => {
+                    let info = PacketInfo::from_parsed(p);
+                    let flow = match hit {
+                        Some(h) => {
+                            table.set_admission(h.handle, rule, generation);
+                            c.revalidated.add(1);
+                            h
+                        }
+                        None => match table.insert(&p.key, rule, generation, now_ns) {
+                            Ok(h) => {
+                                c.new_flows.add(1);
+                                h
+                            }
+                            Err(_) => {
+                                c.table_full.add(1);
+                                verdicts[i] = Verdict::Drop(DropReason::TableFull);
+                                continue;
+                            }
+                        },
+                    };
+                    verdicts[i] = track(table, c, flow, &info, now_ns);
+                }
+                Action::Drop | Action::Reject => {
+                    if let Some(h) = hit {
+                        table.remove(h.handle);
+                        c.revalidated.add(1);
+                        c.cut.add(1);
+                    }
+                    verdicts[i] = Verdict::Drop(DropReason::Policy);
+                    if mt.action == Action::Reject {
+                        let out = &mut s.reply[i];
+                        let built = if p.key.proto == proto::TCP {
+                            build_tcp_rst(frames[i], p, out)
+                        } else {
+                            build_icmp_unreachable(frames[i], p, out)
+                        };
+                        if let Ok(len) = built {
+                            s.reply_len[i] = len as u16;
+                            verdicts[i] = Verdict::Reply;
+                            c.rejected.add(1);
+                            continue;
+                        }
+                    }
+                    c.denied.add(1);
+                }
+            }
+        }
+    }
+
+    /// Once per poll iteration: quiescent point, bounded expiry, gauges.
+    pub fn tick(&mut self, now_tsc: u64) {
+        self.reader.quiescent();
+        self.counters
+            .generation
+            .set(self.reader.cached_generation());
+        let now_ns = self.clock.ns(now_tsc);
+        self.table.expire_burst(now_ns, EXPIRE_BUDGET);
+        self.counters.set_flow_stats(&self.table.stats());
+    }
+}
+
+#[inline]
+fn track(
+    table: &mut FlowTable,
+    c: &FirewallCounters,
+    hit: Hit,
+    info: &PacketInfo,
+    now_ns: u64,
+) -> Verdict {
+    match table.track(hit.handle, hit.dir, info, now_ns) {
+        TrackVerdict::Accept => Verdict::Forward,
+        TrackVerdict::Drop(e) => {
+            c.track[e.index()].add(1);
+            Verdict::Drop(DropReason::Conntrack)
+        }
+    }
+}
+
+/// The classifier's view of a parsed packet.
+#[inline]
+fn fields_of(p: &Parsed, direction: PacketDirection) -> PacketFields {
+    let k = &p.key;
+    let (family, src, dst) = match k.family() {
+        rampart_wire::Family::V4 => (
+            Family::V4,
+            u128::from(u32::from_be_bytes([
+                k.src[12], k.src[13], k.src[14], k.src[15],
+            ])),
+            u128::from(u32::from_be_bytes([
+                k.dst[12], k.dst[13], k.dst[14], k.dst[15],
+            ])),
+        ),
+        rampart_wire::Family::V6 => (
+            Family::V6,
+            u128::from_be_bytes(k.src),
+            u128::from_be_bytes(k.dst),
+        ),
+    };
+    let icmp = k.proto == proto::ICMP || k.proto == proto::ICMPV6;
+    let (sport, dport) = if icmp {
+        (u16::from(p.icmp.msg_type), u16::from(p.icmp.code))
+    } else {
+        (k.src_port, k.dst_port)
+    };
+    PacketFields {
+        family,
+        src,
+        dst,
+        sport,
+        dport,
+        proto: k.proto,
+        // The customer (802.1Q) tag: the inner one under QinQ, else the only one.
+        vlan: p.vlan_inner.or(p.vlan_outer),
+        vni: p.vni,
+        direction,
+    }
+}
+
+impl BurstStage for Firewall {
+    #[inline]
+    fn process<const N: usize>(
+        &mut self,
+        ctx: &BurstCtx,
+        pkts: &mut MbufBurst<N>,
+        verdicts: &mut [Verdict],
+    ) {
+        let n = pkts.len().min(STAGE_BURST);
+        {
+            let mut frames: [&[u8]; STAGE_BURST] = [&[]; STAGE_BURST];
+            for (f, m) in frames.iter_mut().zip(pkts.as_slice()) {
+                *f = m.data();
+            }
+            self.decide(ctx, &frames[..n], &mut verdicts[..n]);
+        }
+        for (i, v) in verdicts.iter_mut().enumerate().take(n) {
+            if *v == Verdict::Reply && !pkts[i].set_data(self.reply(i)) {
+                *v = Verdict::Drop(DropReason::Policy);
+            }
+        }
+    }
+
+    #[inline]
+    fn end_of_poll(&mut self, now_tsc: u64) {
+        self.tick(now_tsc);
+    }
+}
+
+#[cfg(test)]
+mod tests;

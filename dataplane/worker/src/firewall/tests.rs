@@ -1,0 +1,342 @@
+//! The whole pipeline on plain frames: real parser, real flow table, real compiled rulesets
+//! published through the real RCU handle.
+
+use super::*;
+use crate::worker::{PortIndex, WorkerId};
+use rampart_classify::{Ruleset, TableHandle};
+use rampart_config::policy::PolicyDocument;
+use rampart_flow::TrackError;
+use rampart_wire::tcp::flags;
+use rampart_wire::{
+    build_frame, parse, EthernetRepr, IcmpRepr, IpSpec, L4Repr, ParseError, TcpRepr,
+};
+use std::net::{IpAddr, Ipv4Addr};
+
+const HZ: u64 = 1_000_000_000; // 1 tick = 1 ns keeps the arithmetic readable
+const INSIDE: u16 = 0;
+const OUTSIDE: u16 = 1;
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const SERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 80);
+
+fn ruleset(json: &str) -> Arc<Ruleset> {
+    let doc = PolicyDocument::from_json_slice(json.as_bytes()).expect("policy parses");
+    let v = doc.validate_standalone().expect("policy is valid");
+    Arc::new(Ruleset::compile(&v).expect("policy compiles"))
+}
+
+/// Generation `g`: clients inside may open TCP/80 and ping out; telnet is rejected, the
+/// rest dropped. With `deny_web`, TCP/80 is denied instead.
+fn policy(g: u64, deny_web: bool) -> Arc<Ruleset> {
+    let web = if deny_web { "drop" } else { "allow" };
+    ruleset(&format!(
+        r#"{{ "generation": {g}, "default_action": "drop",
+             "rules": [
+               {{ "id": 7, "protocol": "tcp", "destination": {{ "ports": [80] }},
+                  "direction": "out", "action": "{web}", "log": true }},
+               {{ "id": 8, "protocol": "tcp", "destination": {{ "ports": [23] }}, "action": "reject" }},
+               {{ "id": 9, "protocol": "tcp", "destination": {{ "ports": [22] }}, "action": "drop",
+                  "monitor": true }},
+               {{ "id": 10, "protocol": "tcp", "destination": {{ "ports": [22] }}, "action": "allow" }},
+               {{ "id": 11, "protocol": "icmp", "action": "allow" }}
+             ] }}"#
+    ))
+}
+
+fn tcp(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    fl: u8,
+    seq: u32,
+    ack: u32,
+) -> Vec<u8> {
+    let mut buf = vec![0u8; 256];
+    let n = build_frame(
+        &EthernetRepr {
+            src: [2, 0, 0, 0, 0, 1],
+            dst: [2, 0, 0, 0, 0, 2],
+            outer_vlan: None,
+            inner_vlan: None,
+            ethertype: 0,
+        },
+        &IpSpec {
+            src: IpAddr::V4(src),
+            dst: IpAddr::V4(dst),
+            ttl: 64,
+        },
+        &L4Repr::Tcp(TcpRepr {
+            src_port: sport,
+            dst_port: dport,
+            seq,
+            ack,
+            flags: fl,
+            window: 65535,
+            window_scale: None,
+            payload: &[],
+        }),
+        &mut buf,
+    )
+    .expect("frame builds");
+    buf.truncate(n);
+    buf
+}
+
+fn ping(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    let mut buf = vec![0u8; 256];
+    let n = build_frame(
+        &EthernetRepr {
+            src: [2, 0, 0, 0, 0, 1],
+            dst: [2, 0, 0, 0, 0, 2],
+            outer_vlan: None,
+            inner_vlan: None,
+            ethertype: 0,
+        },
+        &IpSpec {
+            src: IpAddr::V4(src),
+            dst: IpAddr::V4(dst),
+            ttl: 64,
+        },
+        &L4Repr::Icmp(IcmpRepr::echo(8, 7, 1, b"ping")),
+        &mut buf,
+    )
+    .expect("frame builds");
+    buf.truncate(n);
+    buf
+}
+
+struct Rig {
+    handle: TableHandle,
+    fw: Firewall,
+    log: LogQueue,
+    now: u64,
+}
+
+impl Rig {
+    fn new(revalidate: bool) -> Self {
+        let handle = TableHandle::new(policy(1, false));
+        let mut settings = FirewallSettings::paired(HZ);
+        settings.revalidate_flows = revalidate;
+        settings.flow.capacity = 1024;
+        let log = log_queue(16);
+        let fw = Firewall::new(settings, handle.register_reader(), Some(log.clone())).unwrap();
+        Rig {
+            handle,
+            fw,
+            log,
+            now: 1_000,
+        }
+    }
+
+    /// One burst from `port`; returns the verdicts.
+    fn burst(&mut self, port: u16, frames: &[Vec<u8>]) -> Vec<Verdict> {
+        self.now += 1_000;
+        let ctx = BurstCtx {
+            worker: WorkerId(0),
+            ingress: PortIndex(port),
+            egress: PortIndex(port ^ 1),
+            now_tsc: self.now,
+        };
+        let slices: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+        let mut verdicts = vec![Verdict::Forward; frames.len()];
+        self.fw.decide(&ctx, &slices, &mut verdicts);
+        self.fw.tick(self.now);
+        verdicts
+    }
+
+    fn one(&mut self, port: u16, frame: Vec<u8>) -> Verdict {
+        self.burst(port, &[frame])[0]
+    }
+
+    fn c(&self) -> FirewallSnapshot {
+        self.fw.counters().snapshot()
+    }
+}
+
+/// A full handshake from inside to SERVER:80; returns the client's next sequence number.
+fn open_web(r: &mut Rig, sport: u16) -> (u32, u32) {
+    assert_eq!(
+        r.one(INSIDE, tcp(CLIENT, SERVER, sport, 80, flags::SYN, 100, 0)),
+        Verdict::Forward
+    );
+    assert_eq!(
+        r.one(
+            OUTSIDE,
+            tcp(SERVER, CLIENT, 80, sport, flags::SYN | flags::ACK, 500, 101)
+        ),
+        Verdict::Forward,
+        "the reply direction finds the flow the SYN created"
+    );
+    assert_eq!(
+        r.one(INSIDE, tcp(CLIENT, SERVER, sport, 80, flags::ACK, 101, 501)),
+        Verdict::Forward
+    );
+    (101, 501)
+}
+
+#[test]
+fn allowed_flow_carries_both_directions_and_records_its_rule() {
+    let mut r = Rig::new(true);
+    open_web(&mut r, 40000);
+    let c = r.c();
+    assert_eq!(c.new_flows, 1);
+    assert_eq!(c.established, 2);
+    assert_eq!(c.flows, 1);
+    let (_, flow) = r.fw.flows().iter().next().expect("one flow");
+    assert_eq!(flow.rule(), RuleId(7));
+    assert!(flow.admitted_under(1));
+    // Rule 7 logs: one record for the flow's first packet only.
+    let rec = r.log.pop().expect("a log record");
+    assert_eq!(
+        (rec.rule.0, rec.generation, rec.action),
+        (7, 1, Action::Allow)
+    );
+    assert!(r.log.pop().is_none());
+}
+
+#[test]
+fn inbound_syn_is_denied_by_direction_and_default() {
+    let mut r = Rig::new(true);
+    // The web rule only applies outbound; inbound falls to the default drop.
+    let v = r.one(OUTSIDE, tcp(SERVER, CLIENT, 40000, 80, flags::SYN, 1, 0));
+    assert_eq!(v, Verdict::Drop(DropReason::Policy));
+    assert_eq!(r.c().denied, 1);
+    assert_eq!(r.c().flows, 0);
+}
+
+#[test]
+fn mid_stream_segment_without_a_flow_is_dropped_unclassified() {
+    let mut r = Rig::new(true);
+    let v = r.one(INSIDE, tcp(CLIENT, SERVER, 40000, 80, flags::ACK, 1, 1));
+    assert_eq!(v, Verdict::Drop(DropReason::NoFlow));
+    assert_eq!(r.c().no_flow, 1);
+    assert_eq!(r.c().new_flows, 0);
+}
+
+#[test]
+fn reject_answers_with_a_rst_to_the_sender() {
+    let mut r = Rig::new(true);
+    let syn = tcp(CLIENT, SERVER, 40001, 23, flags::SYN, 1000, 0);
+    assert_eq!(r.one(INSIDE, syn), Verdict::Reply);
+    let rst = parse(r.fw.reply(0), &ParseConfig::default()).expect("the reply parses");
+    assert_eq!(rst.key.src_ip(), IpAddr::V4(SERVER));
+    assert_eq!(rst.key.dst_ip(), IpAddr::V4(CLIENT));
+    assert_eq!((rst.key.src_port, rst.key.dst_port), (23, 40001));
+    assert_eq!(rst.tcp.flags & flags::RST, flags::RST);
+    assert_eq!(rst.tcp.ack, 1001, "RST+ACK acknowledges the SYN");
+    assert_eq!(r.c().rejected, 1);
+}
+
+#[test]
+fn monitor_rule_is_counted_but_not_enforced() {
+    let mut r = Rig::new(true);
+    let v = r.one(INSIDE, tcp(CLIENT, SERVER, 40002, 22, flags::SYN, 1, 0));
+    assert_eq!(
+        v,
+        Verdict::Forward,
+        "the monitor drop rule only counts; rule 10 allows"
+    );
+    assert_eq!(r.c().monitor_hits, 1);
+    let (_, flow) = r.fw.flows().iter().next().unwrap();
+    assert_eq!(flow.rule(), RuleId(10));
+}
+
+#[test]
+fn a_new_deny_cuts_an_established_session_on_its_next_packet() {
+    let mut r = Rig::new(true);
+    let (seq, ack) = open_web(&mut r, 40003);
+    let old = r.handle.publish(policy(2, true));
+    assert_eq!(old.generation(), 1);
+    let v = r.one(
+        INSIDE,
+        tcp(CLIENT, SERVER, 40003, 80, flags::ACK | flags::PSH, seq, ack),
+    );
+    assert_eq!(v, Verdict::Drop(DropReason::Policy));
+    let c = r.c();
+    assert_eq!((c.cut, c.flows, c.generation), (1, 0, 2));
+    // And the quiescent point after that burst lets the control side finish the swap.
+    r.handle
+        .wait_quiescent(std::time::Duration::from_secs(1))
+        .unwrap();
+}
+
+#[test]
+fn an_unchanged_verdict_restamps_the_flow_with_the_new_generation() {
+    let mut r = Rig::new(true);
+    let (seq, ack) = open_web(&mut r, 40004);
+    r.handle.publish(policy(2, false));
+    let v = r.one(INSIDE, tcp(CLIENT, SERVER, 40004, 80, flags::ACK, seq, ack));
+    assert_eq!(v, Verdict::Forward);
+    let (_, flow) = r.fw.flows().iter().next().unwrap();
+    assert!(flow.admitted_under(2));
+    assert_eq!((r.c().revalidated, r.c().cut), (1, 0));
+}
+
+#[test]
+fn without_revalidation_sessions_survive_a_new_deny() {
+    let mut r = Rig::new(false);
+    let (seq, ack) = open_web(&mut r, 40005);
+    r.handle.publish(policy(2, true));
+    let v = r.one(INSIDE, tcp(CLIENT, SERVER, 40005, 80, flags::ACK, seq, ack));
+    assert_eq!(v, Verdict::Forward);
+    // New sessions do see the deny.
+    let v = r.one(INSIDE, tcp(CLIENT, SERVER, 40006, 80, flags::SYN, 1, 0));
+    assert_eq!(v, Verdict::Drop(DropReason::Policy));
+}
+
+#[test]
+fn malformed_frames_are_counted_by_reason_and_never_reach_the_table() {
+    let mut r = Rig::new(true);
+    let mut short = tcp(CLIENT, SERVER, 1, 80, flags::SYN, 1, 0);
+    short.truncate(20); // Ethernet + 6 bytes of IP
+    let expect: Vec<ParseError> = [&short[..], &[][..]]
+        .iter()
+        .map(|f| parse(f, &ParseConfig::default()).unwrap_err())
+        .collect();
+    let v = r.burst(INSIDE, &[short, vec![], ping(CLIENT, SERVER)]);
+    assert!(matches!(v[0], Verdict::Drop(DropReason::Malformed)));
+    assert!(matches!(v[1], Verdict::Drop(DropReason::Malformed)));
+    assert_eq!(
+        v[2],
+        Verdict::Forward,
+        "a good packet in the same burst is unaffected"
+    );
+    let c = r.c();
+    assert_eq!(c.parse.iter().sum::<u64>(), 2);
+    for e in &expect {
+        assert!(c.parse[e.index()] >= 1, "counted under {}", e.name());
+    }
+    assert_eq!(c.new_flows, 1);
+}
+
+#[test]
+fn invalid_tcp_on_a_flow_is_dropped_with_the_state_machine_reason() {
+    let mut r = Rig::new(true);
+    open_web(&mut r, 40007);
+    // A second SYN with a different ISN on an established flow is refused by the tracker.
+    let v = r.one(
+        INSIDE,
+        tcp(CLIENT, SERVER, 40007, 80, flags::SYN | flags::FIN, 9, 0),
+    );
+    assert_eq!(v, Verdict::Drop(DropReason::Conntrack));
+    let total: u64 = r.c().track.iter().sum();
+    assert_eq!(total, 1);
+    let _ = TrackError::ALL;
+}
+
+#[test]
+fn log_records_are_rate_limited() {
+    let mut r = Rig::new(true);
+    let syns: Vec<Vec<u8>> = (0..40u16)
+        .map(|i| tcp(CLIENT, SERVER, 41000 + i, 80, flags::SYN, 1, 0))
+        .collect();
+    r.burst(INSIDE, &syns);
+    let c = r.c();
+    assert_eq!(c.new_flows, 40);
+    assert_eq!(c.logs_emitted + c.logs_suppressed, 40);
+    assert!(
+        c.logs_emitted <= 16,
+        "queue capacity bounds what is handed over"
+    );
+    assert!(c.logs_suppressed >= 24);
+}
