@@ -33,6 +33,51 @@ impl Counter {
     }
 }
 
+/// Buckets of [`BurstHistogram`]: powers of two from 2^6 to 2^(6+BUCKETS-1) cycles.
+const HIST_BUCKETS: usize = 20;
+const HIST_FIRST_SHIFT: u32 = 6;
+
+/// Cycles spent on each received burst, in power-of-two buckets (single writer, lock-free;
+/// a log2 histogram is enough to see p50/p99 shifts and costs one `lzcnt` per burst).
+#[derive(Debug, Default)]
+pub struct BurstHistogram {
+    buckets: [Counter; HIST_BUCKETS],
+    sum: Counter,
+}
+
+/// A copy of a [`BurstHistogram`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistogramSnapshot {
+    /// Count per bucket (not cumulative).
+    pub buckets: [u64; HIST_BUCKETS],
+    /// Sum of all recorded values.
+    pub sum: u64,
+}
+
+impl BurstHistogram {
+    /// Record one burst that took `cycles`. Only the owning worker may call this.
+    #[inline(always)]
+    pub fn record(&self, cycles: u64) {
+        let log2 = 63 - (cycles | 1).leading_zeros();
+        let b = (log2.saturating_sub(HIST_FIRST_SHIFT - 1) as usize).min(HIST_BUCKETS - 1);
+        self.buckets[b].add(1);
+        self.sum.add(cycles);
+    }
+
+    /// Inclusive upper bound of bucket `i` in cycles (the last bucket is open-ended).
+    pub fn upper_bound(i: usize) -> u64 {
+        (1u64 << (HIST_FIRST_SHIFT + i as u32)) - 1
+    }
+
+    /// Read it (any thread).
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            buckets: std::array::from_fn(|i| self.buckets[i].get()),
+            sum: self.sum.get(),
+        }
+    }
+}
+
 /// Counters of one worker for one port.
 #[derive(Debug, Default)]
 pub struct PortCounters {
@@ -59,6 +104,8 @@ pub struct WorkerCounters {
     pub busy_polls: Counter,
     /// Poll iterations that received nothing.
     pub idle_polls: Counter,
+    /// Cycles per received burst (stages + transmit).
+    pub burst_cycles: BurstHistogram,
 }
 
 impl Default for WorkerCounters {
@@ -67,6 +114,7 @@ impl Default for WorkerCounters {
             ports: std::array::from_fn(|_| PortCounters::default()),
             busy_polls: Counter::default(),
             idle_polls: Counter::default(),
+            burst_cycles: BurstHistogram::default(),
         }
     }
 }
@@ -158,6 +206,23 @@ impl WorkerCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn burst_histogram_buckets_by_power_of_two() {
+        let h = BurstHistogram::default();
+        h.record(0); // below the first bound: bucket 0
+        h.record(63);
+        h.record(64); // bucket 1: 64..=127
+        h.record(127);
+        h.record(1 << 40); // beyond the last bound: clamped into the last bucket
+        let s = h.snapshot();
+        assert_eq!(s.buckets[0], 2);
+        assert_eq!(s.buckets[1], 2);
+        assert_eq!(s.buckets[HIST_BUCKETS - 1], 1);
+        assert_eq!(s.sum, 63 + 64 + 127 + (1 << 40));
+        assert_eq!(BurstHistogram::upper_bound(0), 63);
+        assert_eq!(BurstHistogram::upper_bound(1), 127);
+    }
 
     #[test]
     fn snapshot_sums_workers_and_drop_reasons() {

@@ -11,7 +11,10 @@ pub mod firewall;
 mod stage;
 mod worker;
 
-pub use counters::{Counter, CounterSnapshot, PortCounters, PortSnapshot, WorkerCounters};
+pub use counters::{
+    BurstHistogram, Counter, CounterSnapshot, HistogramSnapshot, PortCounters, PortSnapshot,
+    WorkerCounters,
+};
 pub use firewall::{
     Firewall, FirewallCounters, FirewallSettings, FirewallSnapshot, LogQueue, RuleLog,
 };
