@@ -63,6 +63,7 @@ fn main() {
         .unwrap_or_else(|| vec![10_000, 1_000_000, 4_000_000]);
     println!("| flows | insert (M/s) | single lookup (M/s) | burst {BURST}, no touch (M/s) | burst {BURST} + touch (M/s) | burst + track (M/s) | bytes/flow |");
     println!("|---|---|---|---|---|---|---|");
+    let mut verdicts = Vec::new();
     for &n in &sizes {
         let mut t = FlowTable::new(&FlowConfig {
             capacity: n,
@@ -132,5 +133,22 @@ fn main() {
             "| {n} | {ins:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {per:.1} |",
             best[0], best[1], best[2], best[3]
         );
+        let burst = best[1].max(best[2]);
+        let target = match n {
+            10_000 => Some(30.0),
+            1_000_000 => Some(12.0),
+            _ => None,
+        };
+        if let Some(goal) = target {
+            verdicts.push(format!(
+                "- {n} flows: best burst lookup {burst:.1} M/s vs target ≥ {goal} M/s: {}; {per:.1} B/flow vs ≤ 96: {}",
+                if burst >= goal { "met" } else { "NOT met" },
+                if per <= 96.0 { "met" } else { "NOT met" }
+            ));
+        }
+    }
+    println!();
+    for v in verdicts {
+        println!("{v}");
     }
 }
