@@ -33,8 +33,9 @@ out=$(cargo bench -q -p rampart-flow --bench conntrack 2>/dev/null)
 {
   echo "One \`FlowTable\` on one core, all flows established (full handshakes), lookups of a random"
   echo "64K-key sample of them replayed 32 times; millions of operations per second of thread CPU"
-  echo "time, best of 3 rounds. \"insert\" is the miss path (insert + track the SYN). \"touch\" is the"
-  echo "safe stand-in for a prefetch (see below). Bytes/flow = records + counters + index / capacity."
+  echo "time, best of 3 rounds. \"insert\" is the miss path (insert + track the SYN). \"no prefetch\" runs"
+  echo "the same staged burst code with the prefetches left out. Bytes/flow = (records + counters +"
+  echo "index) / capacity."
   echo
   echo '```sh'
   echo 'cargo bench -p rampart-flow --bench conntrack   # SIZES=10000,1000000 to choose; or: scripts/bench-wire-flow.sh'

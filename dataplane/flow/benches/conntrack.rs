@@ -1,5 +1,5 @@
 //! Conntrack throughput on one core: lookups/s with 10K, 1M and 4M established flows
-//! (single lookups, burst lookups with and without the prefetching touch), lookup+track,
+//! (single lookups, burst lookups with and without prefetching), burst lookup + track,
 //! inserts/s, and bytes per flow. Plain harness printing a markdown table.
 //! Run: `cargo bench -p rampart-flow --bench conntrack` (SIZES=10000,1000000 to pick).
 //! Rates are per CPU-second of the benchmark thread (CLOCK_THREAD_CPUTIME_ID): the machine
@@ -61,7 +61,7 @@ fn main() {
         .ok()
         .map(|s| s.split(',').map(|x| x.parse().unwrap()).collect())
         .unwrap_or_else(|| vec![10_000, 1_000_000, 4_000_000]);
-    println!("| flows | insert (M/s) | single lookup (M/s) | burst {BURST}, no touch (M/s) | burst {BURST} + touch (M/s) | burst + track (M/s) | bytes/flow |");
+    println!("| flows | insert (M/s) | single lookup (M/s) | burst {BURST}, no prefetch (M/s) | burst {BURST} + prefetch (M/s) | burst + track (M/s) | bytes/flow |");
     println!("|---|---|---|---|---|---|---|");
     let mut verdicts = Vec::new();
     for &n in &sizes {

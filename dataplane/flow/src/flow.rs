@@ -92,7 +92,14 @@ const _: () = assert!(core::mem::size_of::<Counters>() == 24);
 
 impl Record {
     pub(crate) const FREE: Record = Record {
-        key: FlowKey { src: [0; 16], dst: [0; 16], src_port: 0, dst_port: 0, proto: 0, segment: [0; 3] },
+        key: FlowKey {
+            src: [0; 16],
+            dst: [0; 16],
+            src_port: 0,
+            dst_port: 0,
+            proto: 0,
+            segment: [0; 3],
+        },
         last_seen: 0,
         rule: 0,
         generation: 0,

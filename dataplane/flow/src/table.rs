@@ -118,7 +118,7 @@ const _: () = assert!(core::mem::size_of::<Bucket>() == 64);
 #[derive(Clone, Copy)]
 enum Stage<'a> {
     None,
-    Touch,
+    Prefetch,
     Hook(&'a dyn Fn(*const u8)),
 }
 
@@ -336,18 +336,17 @@ impl FlowTable {
         })
     }
 
-    /// Looks up a burst of packet keys, hiding memory latency: hash every key and pull its
-    /// bucket toward the cache, then find signature matches and pull those records, then
-    /// compare keys. `out[i]` gets the result for `keys[i]`; `out` must be at least as long
-    /// as `keys`. This crate cannot issue a real prefetch instruction without `unsafe`, so it
-    /// "touches" the lines with plain loads; a worker that has a prefetch primitive (DPDK's
-    /// `rte_prefetch0` through rampart-dpdk) should call [`Self::lookup_burst_with`].
+    /// Looks up a burst of packet keys, hiding memory latency: hash every key and prefetch its
+    /// bucket, then find signature matches and prefetch those records (and their counters,
+    /// which the `track` that follows a hit writes), then compare keys.
+    /// `out[i]` gets the result for `keys[i]`; `out` must be at least as long as `keys`.
     pub fn lookup_burst(&mut self, keys: &[FlowKey], now_ns: u64, out: &mut [Option<Hit>]) {
-        self.lookup_burst_impl(keys, now_ns, out, Stage::Touch);
+        self.lookup_burst_impl(keys, now_ns, out, Stage::Prefetch);
     }
 
-    /// [`Self::lookup_burst`] with a caller-supplied prefetch: `prefetch(addr)` is called with
-    /// each bucket's address in the first pass and each candidate record's key in the second.
+    /// [`Self::lookup_burst`] with a caller-supplied prefetch (e.g. one that prefetches into a
+    /// different cache level): `prefetch(addr)` is called with each bucket's address in the
+    /// first pass and each candidate record's address in the second.
     /// The addresses are only hints; they are never dereferenced by the caller's prefetch
     /// (a prefetch instruction cannot fault).
     pub fn lookup_burst_with(
@@ -398,7 +397,7 @@ impl FlowTable {
                 let b = &self.buckets[self.home(h) as usize];
                 match pf {
                     Stage::None => {}
-                    Stage::Touch => touch_bucket(b),
+                    Stage::Prefetch => prefetch(b),
                     Stage::Hook(f) => f((b as *const Bucket).cast()),
                 }
             }
@@ -419,7 +418,13 @@ impl FlowTable {
                     let f = &self.flows[cand as usize];
                     match pf {
                         Stage::None => {}
-                        Stage::Touch => touch_flow(f),
+                        Stage::Prefetch => {
+                            prefetch(f);
+                            // `track` follows a hit: have its counters line on the way too.
+                            mem_prefetch::prefetch_write_data::<Counters, 3>(
+                                &self.counters[cand as usize],
+                            );
+                        }
                         Stage::Hook(p) => p((f as *const Record).cast()),
                     }
                 }
@@ -676,7 +681,10 @@ impl FlowTable {
     pub fn flow(&self, handle: FlowHandle) -> Option<Flow<'_>> {
         let i = handle.0 as usize;
         let rec = self.flows.get(i).filter(|f| f.state != FlowState::Free)?;
-        Some(Flow { rec, ctr: &self.counters[i] })
+        Some(Flow {
+            rec,
+            ctr: &self.counters[i],
+        })
     }
 
     /// Re-stamps a flow after revalidation against a new ruleset generation.
@@ -779,19 +787,14 @@ fn timeout_table(t: &Timeouts) -> Result<[u32; FlowState::COUNT], FlowConfigErro
     Ok(out)
 }
 
-/// Pulls a bucket's cache line toward L1 ahead of use.
+/// Prefetches a bucket or record line into L1 (`prefetcht0`).
 ///
-/// `_mm_prefetch` cannot be called here: even with SSE in the x86_64 baseline, rustc 1.95
-/// still requires `unsafe` (or a `#[target_feature]` caller) for it, and this crate forbids
-/// unsafe. A load whose value goes into `black_box` does the same job on an out-of-order
-/// core: the miss is issued now and overlaps with the work on the other packets.
+/// `core::arch::x86_64::_mm_prefetch` cannot be called from this crate: even with SSE in the
+/// x86_64 baseline, rustc 1.95 still requires `unsafe` for it ("the sse target feature being
+/// enabled in the build configuration does not remove the requirement to list it in
+/// `#[target_feature]`", E0133), and the workspace forbids unsafe here. `mem_prefetch` is a
+/// 120-line crate whose one unsafe block makes exactly that call.
 #[inline(always)]
-fn touch_bucket(b: &Bucket) {
-    core::hint::black_box(b.overflow);
-}
-
-/// Same for a flow record (one line).
-#[inline(always)]
-fn touch_flow(f: &Record) {
-    core::hint::black_box(f.key.src[0]);
+fn prefetch<T>(r: &T) {
+    mem_prefetch::prefetch_read_data::<T, 3>(r);
 }
