@@ -403,6 +403,15 @@ impl Port {
         }
     }
 
+    /// True when the link is up (without waiting; memif and af_packet links come up
+    /// asynchronously after start).
+    pub fn link_up(&self) -> bool {
+        let mut link = sys::rte_eth_link::default();
+        // SAFETY: `link` is a valid, writable rte_eth_link; the call does not block.
+        let ret = unsafe { sys::rte_eth_link_get_nowait(self.shared.id.0, &mut link) };
+        ret == 0 && link.link_status() != 0
+    }
+
     /// Stop the port (idempotent). Queues still held return nothing / send nothing afterwards.
     /// Close happens when the last handle is dropped.
     pub fn stop(&self) {
