@@ -21,6 +21,8 @@ use crate::stats::{
 
 /// Largest TX/RX burst.
 pub const MAX_BURST: usize = 64;
+/// How often a burst of session answers is offered to a full TX queue before it is dropped.
+const REPLY_TX_ATTEMPTS: usize = 1000;
 
 /// The two ports and their queues (one RX and one TX queue each).
 pub struct Io {
@@ -87,7 +89,15 @@ impl Outbox {
         if n == 0 {
             return;
         }
-        let sent = txq.tx_burst(&mut self.burst);
+        // Session answers are few and each one matters (a lost SYN-ACK is a lost session):
+        // retry a full queue a little before giving up on them.
+        let mut sent = 0;
+        for _ in 0..REPLY_TX_ATTEMPTS {
+            sent += txq.tx_burst(&mut self.burst);
+            if sent == n {
+                break;
+            }
+        }
         for (i, &(s, role, len)) in self.who[..n].iter().enumerate() {
             let c = &mut counters[usize::from(s)];
             if i < sent {
@@ -124,6 +134,9 @@ pub struct Generator {
     trial: u8,
     /// Frames not built because the pool was empty.
     pub alloc_failures: u64,
+    /// Generated frames the device has not taken yet, and their (stream, length).
+    pending: MbufBurst<MAX_BURST>,
+    pending_who: [(u16, u16); MAX_BURST],
 }
 
 impl Generator {
@@ -166,6 +179,8 @@ impl Generator {
             hz,
             trial: 0,
             alloc_failures: 0,
+            pending: MbufBurst::new(),
+            pending_who: [(0, 0); MAX_BURST],
         }
     }
 
@@ -229,11 +244,15 @@ impl Generator {
                         as u32;
                     let n = bucket.take(now, want) as usize;
                     if n > 0 {
-                        let sent = self.send_burst(io, n, now);
-                        generated += sent as u64;
-                        bucket.refund((n - sent) as u32);
+                        let built = self.send_burst(io, n, now);
+                        generated += built as u64;
+                        bucket.refund((n - built) as u32);
+                    } else {
+                        self.flush_pending(io);
                     }
                 }
+            } else if !self.flush_pending(io) && now < drain_deadline {
+                // Frames built before the end still go out before draining counts.
             } else if now >= drain_deadline
                 || now.saturating_sub(last_rx_tsc.max(tx_end)) > quiet
                 || self.all_accounted()
@@ -272,6 +291,7 @@ impl Generator {
                 next_report += hz;
             }
         }
+        self.drop_pending();
         let secs = (tx_end.saturating_sub(start)) as f64 / hz as f64;
         self.report(
             secs,
@@ -298,15 +318,47 @@ impl Generator {
         })
     }
 
-    /// Builds and sends `n` frames; returns how many the device took.
+    /// Sends what is pending; returns true when nothing is left (the device took it all).
+    /// Frames the device refuses stay pending and are retried first on the next call, so a
+    /// momentarily full queue delays frames instead of dropping them or skipping streams.
+    fn flush_pending(&mut self, io: &mut Io) -> bool {
+        let n = self.pending.len();
+        if n == 0 {
+            return true;
+        }
+        let sent = io.near_tx.tx_burst(&mut self.pending);
+        for &(si, len) in &self.pending_who[..sent] {
+            let c = &mut self.counters[usize::from(si)];
+            c.tx += 1;
+            c.tx_bytes += u64::from(len);
+            if matches!(self.streams[usize::from(si)].kind, StreamKind::Session(_)) {
+                c.sessions.started += 1;
+            }
+        }
+        self.pending_who.copy_within(sent..n, 0);
+        sent == n
+    }
+
+    /// Frames still pending when a run ends: freed and counted as never sent.
+    fn drop_pending(&mut self) {
+        let n = self.pending.len();
+        for &(si, _) in &self.pending_who[..n] {
+            self.counters[usize::from(si)].tx_full += 1;
+        }
+        self.pending.clear();
+    }
+
+    /// Builds up to `n` frames and sends them; returns how many were built (0 while the
+    /// device is still refusing earlier frames).
     fn send_burst(&mut self, io: &mut Io, n: usize, now: u64) -> usize {
-        let mut b: MbufBurst<MAX_BURST> = MbufBurst::new();
-        if !io.pool.alloc_bulk(&mut b, n) {
+        if !self.flush_pending(io) {
+            return 0;
+        }
+        if !io.pool.alloc_bulk(&mut self.pending, n) {
             self.alloc_failures += 1;
             return 0;
         }
-        let mut who = [(0u16, 0u16); MAX_BURST];
-        for (i, m) in b.as_mut_slice().iter_mut().enumerate() {
+        for (i, m) in self.pending.as_mut_slice().iter_mut().enumerate() {
             let si = self.schedule[self.sched_pos];
             self.sched_pos = if self.sched_pos + 1 == self.schedule.len() {
                 0
@@ -344,27 +396,13 @@ impl Generator {
                     let sp = s.space.as_ref().expect("session streams have flows");
                     let seg = session::syn(&s.cursor.tuple(sp), sp.v6, s.cursor.flow());
                     s.cursor.advance(sp);
-                    self.counters[usize::from(si)].sessions.started += 1;
                     write_segment(m, &s.eth, s.ttl, &seg, &stamp)
                 }
             };
-            who[i] = (si, len as u16);
+            self.pending_who[i] = (si, len as u16);
         }
-        let sent = io.near_tx.tx_burst(&mut b);
-        for (i, &(si, len)) in who[..n].iter().enumerate() {
-            let c = &mut self.counters[usize::from(si)];
-            if i < sent {
-                c.tx += 1;
-                c.tx_bytes += u64::from(len);
-            } else {
-                c.tx_full += 1;
-                if matches!(self.streams[usize::from(si)].kind, StreamKind::Session(_)) {
-                    c.sessions.started -= 1;
-                }
-            }
-        }
-        b.clear();
-        sent
+        self.flush_pending(io);
+        n
     }
 
     /// The session stream a TCP segment belongs to: `forward` = client → server.

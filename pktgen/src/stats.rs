@@ -102,7 +102,8 @@ pub struct StreamCounters {
     pub tx: u64,
     /// Bytes of those frames (FCS excluded).
     pub tx_bytes: u64,
-    /// Frames built but refused by a full device queue (not counted as sent or lost).
+    /// Frames built but still refused by the device queue when the run ended (retried until
+    /// then; not counted as sent or lost).
     pub tx_full: u64,
     /// Frames of this stream received on the far port.
     pub rx: u64,
