@@ -129,10 +129,12 @@ const ROUNDS: u32 = 7;
 fn main() {
     let cfg = ParseConfig::default();
     let frames = frames();
+    // `cargo bench` passes --bench; `cargo test --all-targets` does not: then only a smoke run.
+    let smoke = !std::env::args().any(|a| a == "--bench");
     let iters = std::env::var("ITERS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(300_000u32)
+        .unwrap_or(if smoke { 700 } else { 300_000u32 })
         / ROUNDS;
     let mut scratch = Parsed::EMPTY;
     let mut ours_into = |f: &[u8]| match parse_into(f, &cfg, &mut scratch) {

@@ -51,7 +51,7 @@ pub enum KeyOrder {
 /// other ICMP messages carry ports 0 and the classifier reads type/code from
 /// [`crate::Parsed::icmp`]. Protocols without ports (GRE, ESP, …) and non-first fragments carry
 /// ports 0: see [`crate::Fragment`] for why those are never classified by port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Eq, Default, PartialOrd, Ord)]
 #[repr(C)]
 pub struct FlowKey {
     /// Source address (IPv4-mapped for IPv4).
@@ -69,6 +69,38 @@ pub struct FlowKey {
 }
 
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+
+/// Field-wise equality, written as five wide compares (the derived one compares the address
+/// arrays byte-slice-wise); the flow table runs it on every lookup.
+impl PartialEq for FlowKey {
+    #[inline]
+    fn eq(&self, o: &Self) -> bool {
+        let tail = |k: &FlowKey| {
+            u64::from(k.src_port)
+                | u64::from(k.dst_port) << 16
+                | u64::from(k.proto) << 32
+                | u64::from(k.segment[0]) << 40
+                | u64::from(k.segment[1]) << 48
+                | u64::from(k.segment[2]) << 56
+        };
+        (u128::from_ne_bytes(self.src) ^ u128::from_ne_bytes(o.src))
+            | (u128::from_ne_bytes(self.dst) ^ u128::from_ne_bytes(o.dst))
+            | u128::from(tail(self) ^ tail(o))
+            == 0
+    }
+}
+
+/// Hashes exactly the fields `eq` compares (needed since `PartialEq` is hand-written).
+impl core::hash::Hash for FlowKey {
+    fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
+        self.src.hash(h);
+        self.dst.hash(h);
+        self.src_port.hash(h);
+        self.dst_port.hash(h);
+        self.proto.hash(h);
+        self.segment.hash(h);
+    }
+}
 const _: () = assert!(core::mem::align_of::<FlowKey>() == 2);
 
 impl FlowKey {

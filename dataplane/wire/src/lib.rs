@@ -4,7 +4,7 @@
 //! plain `cargo test` / `cargo fuzz`.
 //!
 //! # What the other crates use
-//! - [`parse`]`(frame, &ParseConfig) -> Result<Parsed, ParseError>`: one call per packet, no
+//! - [`parse()`]`(frame, &ParseConfig) -> Result<Parsed, ParseError>`: one call per packet, no
 //!   allocation, never panics, never reads past the frame. [`Parsed`] (`Copy`) carries the
 //!   classified [`FlowKey`] (the inner frame for VXLAN/Geneve), VLAN ids, VNI, L3/L4 offsets,
 //!   payload length, TCP flags/seq/ack/window/window-scale, ICMP type/code/echo id, fragment
