@@ -164,3 +164,88 @@ fn icmp_type_code_map_to_port_fields() {
 fn unknown_fields_are_refused() {
     assert!(PolicyDocument::from_json_slice(br#"{"generation":1,"rulez":[]}"#).is_err());
 }
+
+/// The JSON Schema names exactly the fields the types accept (so the two cannot drift).
+#[test]
+fn schema_matches_the_types() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/policy.schema.json");
+    let schema: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        k.sort();
+        k
+    };
+    let fields = |v: serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    // Fully populated values serialise every field.
+    let rule = RuleSpec {
+        id: 1,
+        name: Some("n".into()),
+        source: EndpointSpec {
+            addresses: vec!["1.2.3.4".into()],
+            groups: vec!["g".into()],
+            negate: true,
+            ports: vec![PortSpec::Number(1)],
+        },
+        services: vec!["s".into()],
+        protocol: Some(ProtoSpec::Name("tcp".into())),
+        icmp_type: Some(1),
+        icmp_code: Some(1),
+        vlan: Some(1),
+        vni: Some(1),
+        log: true,
+        disabled: true,
+        monitor: true,
+        ..Default::default()
+    };
+    let rule_json = serde_json::to_value(&rule).unwrap();
+    let defs = &schema["$defs"];
+    assert_eq!(keys(&defs["rule"]), fields(rule_json.clone()));
+    assert_eq!(keys(&defs["endpoint"]), fields(rule_json["source"].clone()));
+    let group = GroupSpec {
+        name: "g".into(),
+        addresses: vec!["a".into()],
+        groups: vec!["b".into()],
+        match_tags: vec!["t".into()],
+    };
+    assert_eq!(
+        keys(&defs["group"]),
+        fields(serde_json::to_value(&group).unwrap())
+    );
+    let entry = ServiceEntry {
+        protocol: ProtoSpec::Number(6),
+        ports: vec![PortSpec::Number(1)],
+        source_ports: vec![PortSpec::Number(1)],
+        icmp_type: Some(1),
+        icmp_code: Some(1),
+    };
+    assert_eq!(
+        keys(&defs["service_entry"]),
+        fields(serde_json::to_value(&entry).unwrap())
+    );
+    let doc = PolicyDocument {
+        generation: 1,
+        groups: vec![group],
+        services: vec![ServiceSpec {
+            name: "s".into(),
+            entries: vec![entry],
+        }],
+        inventory: vec![Workload {
+            name: "w".into(),
+            addresses: vec![],
+            tags: vec![],
+        }],
+        rules: vec![rule],
+        ..Default::default()
+    };
+    assert_eq!(keys(&schema), fields(serde_json::to_value(&doc).unwrap()));
+    assert_eq!(keys(&defs["workload"]), vec!["addresses", "name", "tags"]);
+}

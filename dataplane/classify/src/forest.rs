@@ -1,15 +1,16 @@
 //! Several trees over disjoint subsets of the boxes, after CutSplit/EffiCuts: boxes with
 //! wide source or destination ranges replicate badly in a tree that cuts addresses, so
 //! boxes are grouped by which address fields are "small" and each group gets its own tree.
-//! A lookup walks every tree and keeps the smallest rule index, passing it down as a bound
-//! so later leaves stop early.
+//! A lookup walks every tree and keeps the smallest box index (boxes are numbered in
+//! priority order), passing it down as a bound so later leaves stop early.
 
-use crate::space::{GenericBox, Space};
-use crate::tree::{Tree, TreeParams};
+use crate::space::{extras_of, GenericBox, Space, NO_EXTRAS};
+use crate::tree::{BoxTable, Tree, TreeParams};
 
-/// The trees of one family.
+/// The trees of one family and the boxes they index.
 pub(crate) struct Forest<S: Space> {
     trees: Vec<Tree<S>>,
+    table: BoxTable<S>,
 }
 
 /// A field range is "small" when it spans fewer than 2^(width − SMALL_PREFIX) values, i.e.
@@ -23,7 +24,7 @@ fn is_small(lo: u128, hi: u128, width: u32) -> bool {
 
 impl<S: Space> Forest<S> {
     /// Builds the trees over every box (box index order = priority order).
-    pub fn build(boxes: &[GenericBox], box_rule: &[u32], params: TreeParams) -> Self {
+    pub fn build(boxes: &[GenericBox], params: TreeParams) -> Self {
         let mut groups: [Vec<u32>; 4] = Default::default();
         for (i, b) in boxes.iter().enumerate() {
             let s = is_small(b.lo[0], b.hi[0], S::BITS[0]) as usize;
@@ -35,22 +36,49 @@ impl<S: Space> Forest<S> {
         groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
         let trees = groups
             .into_iter()
-            .map(|g| Tree::build(boxes, box_rule, g, params))
+            .map(|g| Tree::build(boxes, g, params))
             .collect();
-        Forest { trees }
+        let mut extras = vec![[0; 6]];
+        let rules = boxes
+            .iter()
+            .map(|b| match extras_of(b) {
+                None => S::rule(b, NO_EXTRAS),
+                Some(e) => {
+                    extras.push(e);
+                    S::rule(b, (extras.len() - 1) as u32)
+                }
+            })
+            .collect();
+        Forest {
+            trees,
+            table: BoxTable { rules, extras },
+        }
     }
 
-    /// The smallest matching rule index below `bound`, else `bound`.
+    /// The smallest matching box index below `bound`, else `bound`.
     #[inline(always)]
     pub fn lookup(&self, key: &S::Key, bound: u32) -> u32 {
         let mut best = bound;
         for t in &self.trees {
-            best = t.lookup(key, best);
+            best = t.lookup(&self.table, key, best);
         }
         best
     }
 
-    /// Candidate build boxes for `key` from every tree.
+    /// Per tree: (nodes visited, boxes compared), for tuning.
+    pub fn cost(&self, key: &S::Key) -> Vec<(usize, usize)> {
+        let mut best = u32::MAX;
+        self.trees
+            .iter()
+            .map(|t| {
+                let c = t.cost(&self.table, key, best);
+                best = t.lookup(&self.table, key, best);
+                c
+            })
+            .collect()
+    }
+
+    /// Candidate boxes for `key` from every tree.
     pub fn candidates<'a>(&'a self, key: &'a S::Key) -> impl Iterator<Item = u32> + 'a {
         self.trees
             .iter()
@@ -59,7 +87,9 @@ impl<S: Space> Forest<S> {
 
     /// Heap bytes held.
     pub fn memory_bytes(&self) -> usize {
-        self.trees.iter().map(|t| t.memory_bytes()).sum()
+        self.trees.iter().map(|t| t.memory_bytes()).sum::<usize>()
+            + self.table.rules.capacity() * std::mem::size_of::<S::Rule>()
+            + self.table.extras.capacity() * std::mem::size_of::<crate::space::Extras>()
     }
 
     /// Number of trees.

@@ -11,7 +11,7 @@ use rampart_config::policy::{
 
 use crate::fields::{Match, PacketFields, RuleIndex};
 use crate::forest::Forest;
-use crate::space::{point, rule_boxes, GenericBox, Space, V4, V6};
+use crate::space::{point, rule_boxes, GenericBox, KeyV4, Scratch, Space, V4, V6};
 use crate::tree::TreeParams;
 use crate::warnings::{find_warnings, Warning};
 
@@ -61,6 +61,9 @@ pub struct RuleMeta {
 struct Classifier {
     v4: Forest<V4>,
     v6: Forest<V6>,
+    /// Rule index of each box.
+    v4_rule: Vec<u32>,
+    v6_rule: Vec<u32>,
 }
 
 /// Boxes collected during compilation, kept only until warnings are computed.
@@ -75,21 +78,32 @@ pub(crate) struct BoxSet {
 impl Classifier {
     fn build(b: &BoxSet, params: TreeParams) -> Self {
         Classifier {
-            v4: Forest::build(&b.v4, &b.v4_rule, params),
-            v6: Forest::build(&b.v6, &b.v6_rule, params),
+            v4: Forest::build(&b.v4, params),
+            v6: Forest::build(&b.v6, params),
+            v4_rule: b.v4_rule.clone(),
+            v6_rule: b.v6_rule.clone(),
         }
     }
 
+    /// Index of the first matching rule, or `u32::MAX`.
     #[inline(always)]
-    fn lookup(&self, p: &PacketFields, bound: u32) -> u32 {
+    fn lookup(&self, p: &PacketFields) -> u32 {
         match p.family {
-            Family::V4 => self.v4.lookup(&V4::key_of(p), bound),
-            Family::V6 => self.v6.lookup(&V6::key_of(p), bound),
+            Family::V4 => {
+                let b = self.v4.lookup(&V4::key_of(p), u32::MAX);
+                self.v4_rule.get(b as usize).copied().unwrap_or(u32::MAX)
+            }
+            Family::V6 => {
+                let b = self.v6.lookup(&V6::key_of(p), u32::MAX);
+                self.v6_rule.get(b as usize).copied().unwrap_or(u32::MAX)
+            }
         }
     }
 
     fn memory_bytes(&self) -> usize {
-        self.v4.memory_bytes() + self.v6.memory_bytes()
+        self.v4.memory_bytes()
+            + self.v6.memory_bytes()
+            + (self.v4_rule.capacity() + self.v6_rule.capacity()) * 4
     }
 }
 
@@ -137,6 +151,25 @@ impl Ruleset {
         Self::compile_with(policy, TreeParams::default())
     }
 
+    /// Compiles with explicit tree parameters (leaf size, space factor): for tuning.
+    #[doc(hidden)]
+    pub fn compile_tuned(
+        policy: &ValidatedPolicy,
+        binth: usize,
+        spfac: usize,
+        root_budget: usize,
+    ) -> Result<Ruleset, CompileError> {
+        Self::compile_with(
+            policy,
+            TreeParams {
+                binth,
+                spfac,
+                root_budget,
+                ..TreeParams::default()
+            },
+        )
+    }
+
     pub(crate) fn compile_with(
         policy: &ValidatedPolicy,
         params: TreeParams,
@@ -150,6 +183,7 @@ impl Ruleset {
         // Per rule: (is monitor, v4 box range, v6 box range) for the warnings pass.
         let mut spans = Vec::with_capacity(policy.rules.len());
         let mut total = 0usize;
+        let mut scratch = Scratch::default();
         for (i, r) in policy.rules.iter().enumerate() {
             let set = if r.monitor {
                 &mut monitor
@@ -157,7 +191,7 @@ impl Ruleset {
                 &mut enforce
             };
             let (a4, a6) = (set.v4.len(), set.v6.len());
-            rule_boxes(r, &mut set.v4, &mut set.v6);
+            rule_boxes(r, &mut scratch, &mut set.v4, &mut set.v6);
             set.v4_rule.resize(set.v4.len(), i as u32);
             set.v6_rule.resize(set.v6.len(), i as u32);
             total += set.v4.len() - a4 + set.v6.len() - a6;
@@ -280,10 +314,23 @@ impl Ruleset {
     /// Classifies one packet.
     #[inline]
     pub fn classify(&self, p: &PacketFields) -> Match {
-        let hit = self.enforce.lookup(p, u32::MAX);
+        self.answer(p, self.enforce.lookup(p))
+    }
+
+    /// Classifies a burst: `out[i]` answers `pkts[i]` (extra entries of the longer slice are
+    /// left alone).
+    #[inline]
+    pub fn classify_bulk(&self, pkts: &[PacketFields], out: &mut [Match]) {
+        for (p, o) in pkts.iter().zip(out.iter_mut()) {
+            *o = self.answer(p, self.enforce.lookup(p));
+        }
+    }
+
+    #[inline(always)]
+    fn answer(&self, p: &PacketFields, hit: u32) -> Match {
         let monitor = match &self.monitor {
             Some(m) => {
-                let x = m.lookup(p, hit);
+                let x = m.lookup(p);
                 (x < hit).then_some(x)
             }
             None => None,
@@ -304,20 +351,21 @@ impl Ruleset {
         }
     }
 
-    /// Classifies a burst: `out[i]` answers `pkts[i]` (extra entries of the longer slice are
-    /// left alone).
-    #[inline]
-    pub fn classify_bulk(&self, pkts: &[PacketFields], out: &mut [Match]) {
-        for (p, o) in pkts.iter().zip(out.iter_mut()) {
-            *o = self.classify(p);
-        }
-    }
-
-    /// Rule index only (`u32::MAX` = none), for the ClassBench harness.
+    /// Enforcing rule index only (`u32::MAX` = none), for the ClassBench harness.
     #[inline]
     pub fn classify_index_bulk(&self, pkts: &[PacketFields], out: &mut [u32]) {
         for (p, o) in pkts.iter().zip(out.iter_mut()) {
-            *o = self.enforce.lookup(p, u32::MAX);
+            *o = self.enforce.lookup(p);
+        }
+    }
+
+    /// Lookup cost of one IPv4 packet in the enforcing trees: per tree (nodes visited,
+    /// boxes compared). For tuning and benchmarks.
+    #[doc(hidden)]
+    pub fn lookup_cost(&self, p: &PacketFields) -> Vec<(usize, usize)> {
+        match p.family {
+            Family::V4 => self.enforce.v4.cost(&V4::key_of(p)),
+            Family::V6 => self.enforce.v6.cost(&V6::key_of(p)),
         }
     }
 
@@ -440,23 +488,27 @@ pub(crate) trait KeyOf: Space {
 
 impl KeyOf for V4 {
     #[inline(always)]
-    fn key_of(p: &PacketFields) -> [u32; 8] {
-        [
-            p.src as u32,
-            p.dst as u32,
-            p.sport as u32,
-            p.dport as u32,
-            p.proto as u32,
-            match p.vlan {
-                Some(v) => v as u32,
-                None => crate::space::VLAN_NONE,
-            },
-            match p.vni {
-                Some(v) => v & 0xff_ffff,
-                None => crate::space::VNI_NONE,
-            },
-            p.direction as u32,
-        ]
+    fn key_of(p: &PacketFields) -> KeyV4 {
+        KeyV4 {
+            f: [
+                p.src as u32,
+                p.dst as u32,
+                p.sport as u32,
+                p.dport as u32,
+                p.proto as u32,
+            ],
+            ext: [
+                match p.vlan {
+                    Some(v) => v as u32,
+                    None => crate::space::VLAN_NONE,
+                },
+                match p.vni {
+                    Some(v) => v & 0xff_ffff,
+                    None => crate::space::VNI_NONE,
+                },
+                p.direction as u32,
+            ],
+        }
     }
 }
 
@@ -464,5 +516,109 @@ impl KeyOf for V6 {
     #[inline(always)]
     fn key_of(p: &PacketFields) -> Self::Key {
         V6::key(&point(p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rampart_config::policy::PolicyDocument;
+
+    fn compile(json: &str) -> Ruleset {
+        let doc = PolicyDocument::from_json_slice(json.as_bytes()).unwrap();
+        Ruleset::compile(&doc.validate_standalone().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn warns_about_shadowed_redundant_and_dead_rules() {
+        let rs = compile(
+            r#"{"generation":1,"rules":[
+                {"id":1,"action":"drop","source":{"addresses":["10.0.0.0/8"]}},
+                {"id":2,"action":"allow","source":{"addresses":["10.1.0.0/16"]},"protocol":"tcp","destination":{"ports":[80]}},
+                {"id":3,"action":"drop","source":{"addresses":["10.2.3.4"]}},
+                {"id":4,"action":"allow","source":{"addresses":["192.168.0.1"]}},
+                {"id":5,"action":"allow","source":{"addresses":["10.0.0.1"]},"destination":{"addresses":["::1"]}},
+                {"id":6,"action":"allow","source":{"addresses":["192.168.0.0/24"]}}]}"#,
+        );
+        let w = rs.warnings();
+        assert!(
+            w.contains(&Warning::Shadowed {
+                rule: RuleId(2),
+                by: vec![RuleId(1)]
+            }),
+            "{w:?}"
+        );
+        assert!(
+            w.contains(&Warning::Redundant {
+                rule: RuleId(3),
+                by: vec![RuleId(1)]
+            }),
+            "{w:?}"
+        );
+        assert!(
+            w.contains(&Warning::NeverMatches { rule: RuleId(5) }),
+            "{w:?}"
+        );
+        // Rule 6 is wider than rule 4: not covered.
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].to_string().contains("rule 2 is shadowed by rule(s) 1"));
+    }
+
+    #[test]
+    fn explain_names_groups_services_and_monitor() {
+        let rs = compile(
+            r#"{"generation":9,"default_action":"drop",
+                "inventory":[{"name":"web-1","addresses":["10.0.0.5"],"tags":["web"]}],
+                "groups":[{"name":"web","match_tags":["web"]}],
+                "services":[{"name":"https","entries":[{"protocol":"tcp","ports":[443]}]}],
+                "rules":[
+                  {"id":50,"action":"reject","monitor":true,"services":["https"]},
+                  {"id":60,"name":"to web","action":"allow","log":true,"destination":{"groups":["web"]},"services":["https"]}]}"#,
+        );
+        let p = PacketFields::v4(0x0101_0101, 0x0a00_0005, 5555, 443, 6);
+        let e = rs.explain(&p);
+        assert_eq!(e.generation, 9);
+        assert_eq!(e.verdict.action, Action::Allow);
+        assert!(e.verdict.log);
+        let r = e.rule.as_ref().unwrap();
+        assert_eq!(r.id, RuleId(60));
+        assert_eq!(
+            r.destination,
+            "10.0.0.5 via group web (tags web) > workload web-1"
+        );
+        assert_eq!(r.source, "any");
+        assert!(r.service.contains("via service https"), "{}", r.service);
+        assert_eq!(e.monitor.as_ref().unwrap().id, RuleId(50));
+        let text = e.to_string();
+        assert!(
+            text.contains("monitor (would have Reject) rule 50"),
+            "{text}"
+        );
+        // Port 80 matches nothing: the default.
+        let e = rs.explain(&PacketFields::v4(1, 0x0a00_0005, 1, 80, 6));
+        assert!(e.rule.is_none() && e.monitor.is_none());
+        assert_eq!(e.verdict.action, Action::Drop);
+    }
+
+    #[test]
+    fn metadata_by_index_and_id() {
+        let rs = compile(
+            r#"{"generation":3,"default_action":"allow","rules":[
+                {"id":20,"action":"allow","category":"application","tcp":"liberal"},
+                {"id":10,"action":"drop","category":"emergency","protocol":"udp","log":true}]}"#,
+        );
+        assert_eq!(rs.generation(), 3);
+        assert_eq!(rs.rule_count(), 2);
+        assert_eq!(rs.default_action(), Action::Allow);
+        // Emergency first.
+        assert_eq!(rs.rule(0).id, RuleId(10));
+        assert_eq!(rs.index_of(RuleId(20)), Some(1));
+        assert_eq!(rs.rule(1).tcp, TcpStrictness::Liberal);
+        let m = rs.classify(&PacketFields::v4(1, 2, 3, 4, 17));
+        assert_eq!(
+            (m.rule, m.rule_id, m.action, m.log),
+            (Some(0), Some(RuleId(10)), Action::Drop, true)
+        );
+        assert!(rs.memory_bytes() > 0);
     }
 }

@@ -5,7 +5,7 @@
 //! Field order (the first five are the ones trees cut on): source address, destination
 //! address, source port, destination port, protocol, VLAN, VNI, direction.
 
-use rampart_config::policy::{Direction, Family, ResolvedRule};
+use rampart_config::policy::{complement, AddrRange, AddrSet, Direction, Family, ResolvedRule};
 
 use crate::fields::{PacketDirection, PacketFields};
 
@@ -46,10 +46,31 @@ impl GenericBox {
     }
 }
 
+/// The effective ranges of a rule side (negation and `any` expanded) into `buf`.
+fn side_ranges(set: &AddrSet, buf: &mut Vec<AddrRange>) {
+    buf.clear();
+    if set.any {
+        buf.extend([AddrRange::any(Family::V4), AddrRange::any(Family::V6)]);
+    } else if set.negate {
+        let v: Vec<AddrRange> = set.entries.iter().map(|e| e.range).collect();
+        buf.extend(complement(&v));
+    } else {
+        buf.extend(set.entries.iter().map(|e| e.range));
+    }
+}
+
+/// Reusable buffers for [`rule_boxes`].
+#[derive(Default)]
+pub(crate) struct Scratch {
+    src: Vec<AddrRange>,
+    dst: Vec<AddrRange>,
+}
+
 /// Expands a rule into boxes per family (cross product of its sources, destinations and
 /// services). A rule with no boxes can never match.
 pub(crate) fn rule_boxes(
     rule: &ResolvedRule,
+    scratch: &mut Scratch,
     out_v4: &mut Vec<GenericBox>,
     out_v6: &mut Vec<GenericBox>,
 ) {
@@ -66,10 +87,10 @@ pub(crate) fn rule_boxes(
         Direction::Out => (1, 1),
         Direction::Both => (0, 1),
     };
-    let src = rule.source.effective();
-    let dst = rule.destination.effective();
-    for s in &src {
-        for d in dst.iter().filter(|d| d.range.family == s.range.family) {
+    side_ranges(&rule.source, &mut scratch.src);
+    side_ranges(&rule.destination, &mut scratch.dst);
+    for s in &scratch.src {
+        for d in scratch.dst.iter().filter(|d| d.family == s.family) {
             for svc in &rule.services {
                 let (plo, phi) = match svc.proto {
                     Some(p) => (p as u128, p as u128),
@@ -77,8 +98,8 @@ pub(crate) fn rule_boxes(
                 };
                 let b = GenericBox {
                     lo: [
-                        s.range.lo,
-                        d.range.lo,
+                        s.lo,
+                        d.lo,
                         svc.sport.lo as u128,
                         svc.dport.lo as u128,
                         plo,
@@ -87,8 +108,8 @@ pub(crate) fn rule_boxes(
                         dir_lo,
                     ],
                     hi: [
-                        s.range.hi,
-                        d.range.hi,
+                        s.hi,
+                        d.hi,
                         svc.sport.hi as u128,
                         svc.dport.hi as u128,
                         phi,
@@ -97,7 +118,7 @@ pub(crate) fn rule_boxes(
                         dir_hi,
                     ],
                 };
-                match s.range.family {
+                match s.family {
                     Family::V4 => out_v4.push(b),
                     Family::V6 => out_v6.push(b),
                 }
@@ -123,6 +144,35 @@ pub(crate) fn point(p: &PacketFields) -> [u128; 8] {
     ]
 }
 
+/// VLAN, VNI and direction constraints of a box: `[lo; 3]` then `[hi - lo; 3]`. Stored out of
+/// line: most rulesets never use them, and the boxes stay at 32 bytes.
+pub(crate) type Extras = [u32; 6];
+
+/// Index of the "no constraint" entry of every extras table.
+pub(crate) const NO_EXTRAS: u32 = 0;
+
+/// The extras entry of a box, or `None` when it ignores VLAN, VNI and direction.
+pub(crate) fn extras_of(b: &GenericBox) -> Option<Extras> {
+    if b.extras_any() {
+        return None;
+    }
+    Some([
+        b.lo[5] as u32,
+        b.lo[6] as u32,
+        b.lo[7] as u32,
+        (b.hi[5] - b.lo[5]) as u32,
+        (b.hi[6] - b.lo[6]) as u32,
+        (b.hi[7] - b.lo[7]) as u32,
+    ])
+}
+
+#[inline(always)]
+fn extras_match(e: &Extras, k: &[u32; 3]) -> bool {
+    (k[0].wrapping_sub(e[0]) <= e[3])
+        & (k[1].wrapping_sub(e[1]) <= e[4])
+        & (k[2].wrapping_sub(e[2]) <= e[5])
+}
+
 /// A layout of boxes and points the trees work over.
 pub(crate) trait Space {
     /// A packet as the lookup reads it.
@@ -131,60 +181,93 @@ pub(crate) trait Space {
     type Rule: Copy;
     /// Widths of the five cut fields.
     const BITS: [u32; 5];
-    /// Converts a build box.
-    fn rule(b: &GenericBox) -> Self::Rule;
+    /// Converts a build box whose extras live at `extras` in the table.
+    fn rule(b: &GenericBox, extras: u32) -> Self::Rule;
     /// Converts a packet.
     fn key(p: &[u128; 8]) -> Self::Key;
     /// Child index along cut field `d`: `(key[d] >> shift) & mask`.
     fn child(key: &Self::Key, d: u8, shift: u8, mask: u32) -> usize;
     /// Whether the box contains the point.
-    fn matches(r: &Self::Rule, key: &Self::Key) -> bool;
+    fn matches(r: &Self::Rule, key: &Self::Key, extras: &[Extras]) -> bool;
 }
 
 /// IPv4 layout: every field fits a `u32`.
 pub(crate) struct V4;
 
-/// An IPv4 box: `lo` and `hi - lo` per field (so a lane test is one subtract and compare).
+/// An IPv4 packet point: the five cut fields, then VLAN, VNI, direction.
 #[derive(Clone, Copy, Debug)]
-#[repr(align(64))]
+pub(crate) struct KeyV4 {
+    pub f: [u32; 5],
+    pub ext: [u32; 3],
+}
+
+/// An IPv4 box in 32 bytes: `lo` and `hi - lo` per field, so a test is one subtract and one
+/// compare per field.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(32))]
 pub(crate) struct RuleV4 {
-    lo: [u32; 8],
-    span: [u32; 8],
+    src_lo: u32,
+    src_span: u32,
+    dst_lo: u32,
+    dst_span: u32,
+    sport_lo: u16,
+    sport_span: u16,
+    dport_lo: u16,
+    dport_span: u16,
+    proto_lo: u8,
+    proto_span: u8,
+    _pad: u16,
+    extras: u32,
 }
 
 impl Space for V4 {
-    type Key = [u32; 8];
+    type Key = KeyV4;
     type Rule = RuleV4;
     const BITS: [u32; 5] = cut_bits(Family::V4);
 
-    fn rule(b: &GenericBox) -> RuleV4 {
-        let mut r = RuleV4 {
-            lo: [0; 8],
-            span: [0; 8],
-        };
-        for d in 0..8 {
-            r.lo[d] = b.lo[d] as u32;
-            r.span[d] = (b.hi[d] - b.lo[d]) as u32;
+    fn rule(b: &GenericBox, extras: u32) -> RuleV4 {
+        RuleV4 {
+            src_lo: b.lo[0] as u32,
+            src_span: (b.hi[0] - b.lo[0]) as u32,
+            dst_lo: b.lo[1] as u32,
+            dst_span: (b.hi[1] - b.lo[1]) as u32,
+            sport_lo: b.lo[2] as u16,
+            sport_span: (b.hi[2] - b.lo[2]) as u16,
+            dport_lo: b.lo[3] as u16,
+            dport_span: (b.hi[3] - b.lo[3]) as u16,
+            proto_lo: b.lo[4] as u8,
+            proto_span: (b.hi[4] - b.lo[4]) as u8,
+            _pad: 0,
+            extras,
         }
-        r
     }
 
-    fn key(p: &[u128; 8]) -> [u32; 8] {
-        p.map(|x| x as u32)
+    fn key(p: &[u128; 8]) -> KeyV4 {
+        KeyV4 {
+            f: [
+                p[0] as u32,
+                p[1] as u32,
+                p[2] as u32,
+                p[3] as u32,
+                p[4] as u32,
+            ],
+            ext: [p[5] as u32, p[6] as u32, p[7] as u32],
+        }
     }
 
     #[inline(always)]
-    fn child(key: &[u32; 8], d: u8, shift: u8, mask: u32) -> usize {
-        ((key[d as usize] >> shift) & mask) as usize
+    fn child(key: &KeyV4, d: u8, shift: u8, mask: u32) -> usize {
+        ((key.f[d as usize] >> shift) & mask) as usize
     }
 
     #[inline(always)]
-    fn matches(r: &RuleV4, key: &[u32; 8]) -> bool {
-        let mut ok = true;
-        for d in 0..8 {
-            ok &= key[d].wrapping_sub(r.lo[d]) <= r.span[d];
-        }
-        ok
+    fn matches(r: &RuleV4, key: &KeyV4, extras: &[Extras]) -> bool {
+        let ok = (key.f[0].wrapping_sub(r.src_lo) <= r.src_span)
+            & (key.f[1].wrapping_sub(r.dst_lo) <= r.dst_span)
+            & ((key.f[2] as u16).wrapping_sub(r.sport_lo) <= r.sport_span)
+            & ((key.f[3] as u16).wrapping_sub(r.dport_lo) <= r.dport_span)
+            & ((key.f[4] as u8).wrapping_sub(r.proto_lo) <= r.proto_span);
+        ok && (r.extras == NO_EXTRAS || extras_match(&extras[r.extras as usize], &key.ext))
     }
 }
 
@@ -195,7 +278,8 @@ pub(crate) struct V6;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct KeyV6 {
     addr: [u128; 2],
-    rest: [u32; 8],
+    f: [u32; 5],
+    ext: [u32; 3],
 }
 
 /// An IPv6 box.
@@ -203,8 +287,9 @@ pub(crate) struct KeyV6 {
 pub(crate) struct RuleV6 {
     addr_lo: [u128; 2],
     addr_span: [u128; 2],
-    lo: [u32; 8],
-    span: [u32; 8],
+    lo: [u32; 3],
+    span: [u32; 3],
+    extras: u32,
 }
 
 impl Space for V6 {
@@ -212,29 +297,25 @@ impl Space for V6 {
     type Rule = RuleV6;
     const BITS: [u32; 5] = cut_bits(Family::V6);
 
-    fn rule(b: &GenericBox) -> RuleV6 {
-        let mut r = RuleV6 {
+    fn rule(b: &GenericBox, extras: u32) -> RuleV6 {
+        RuleV6 {
             addr_lo: [b.lo[0], b.lo[1]],
             addr_span: [b.hi[0] - b.lo[0], b.hi[1] - b.lo[1]],
-            lo: [0; 8],
-            span: [0; 8],
-        };
-        // Lanes 0 and 1 stay 0..=0 (the key's lanes 0 and 1 are 0): addresses are tested above.
-        for d in 2..8 {
-            r.lo[d] = b.lo[d] as u32;
-            r.span[d] = (b.hi[d] - b.lo[d]) as u32;
+            lo: [b.lo[2] as u32, b.lo[3] as u32, b.lo[4] as u32],
+            span: [
+                (b.hi[2] - b.lo[2]) as u32,
+                (b.hi[3] - b.lo[3]) as u32,
+                (b.hi[4] - b.lo[4]) as u32,
+            ],
+            extras,
         }
-        r
     }
 
     fn key(p: &[u128; 8]) -> KeyV6 {
-        let mut rest = [0u32; 8];
-        for d in 2..8 {
-            rest[d] = p[d] as u32;
-        }
         KeyV6 {
             addr: [p[0], p[1]],
-            rest,
+            f: [0, 0, p[2] as u32, p[3] as u32, p[4] as u32],
+            ext: [p[5] as u32, p[6] as u32, p[7] as u32],
         }
     }
 
@@ -243,17 +324,17 @@ impl Space for V6 {
         if d < 2 {
             ((key.addr[d as usize] >> shift) as u32 & mask) as usize
         } else {
-            ((key.rest[d as usize] >> shift) & mask) as usize
+            ((key.f[d as usize] >> shift) & mask) as usize
         }
     }
 
     #[inline(always)]
-    fn matches(r: &RuleV6, key: &KeyV6) -> bool {
-        let mut ok = true;
-        for d in 0..8 {
-            ok &= key.rest[d].wrapping_sub(r.lo[d]) <= r.span[d];
-        }
-        ok && key.addr[0].wrapping_sub(r.addr_lo[0]) <= r.addr_span[0]
-            && key.addr[1].wrapping_sub(r.addr_lo[1]) <= r.addr_span[1]
+    fn matches(r: &RuleV6, key: &KeyV6, extras: &[Extras]) -> bool {
+        let ok = (key.f[2].wrapping_sub(r.lo[0]) <= r.span[0])
+            & (key.f[3].wrapping_sub(r.lo[1]) <= r.span[1])
+            & (key.f[4].wrapping_sub(r.lo[2]) <= r.span[2])
+            & (key.addr[0].wrapping_sub(r.addr_lo[0]) <= r.addr_span[0])
+            & (key.addr[1].wrapping_sub(r.addr_lo[1]) <= r.addr_span[1]);
+        ok && (r.extras == NO_EXTRAS || extras_match(&extras[r.extras as usize], &key.ext))
     }
 }

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use crate::space::{GenericBox, Space};
+use crate::space::{Extras, GenericBox, Space};
 
 /// Tuning knobs of the tree build.
 #[derive(Clone, Copy, Debug)]
@@ -22,6 +22,9 @@ pub(crate) struct TreeParams {
     pub max_cut_bits: u32,
     /// Depth bound (a leaf is made there whatever its size).
     pub max_depth: u32,
+    /// Extra budget (box copies + child slots) for the root's cut: one wide root cut saves a
+    /// level for every lookup at a memory cost paid once.
+    pub root_budget: usize,
 }
 
 impl Default for TreeParams {
@@ -29,20 +32,41 @@ impl Default for TreeParams {
         TreeParams {
             binth: 8,
             spfac: 4,
-            max_cut_bits: 16,
+            max_cut_bits: 15,
             max_depth: 40,
+            root_budget: 0,
         }
     }
 }
 
-const LEAF: u32 = 1 << 31;
+/// Tree entries are `u64`s that carry everything a lookup needs to take the next step, so a
+/// level costs one dependent load: an inner node is `base | dim << 32 | shift << 40 |
+/// mask << 48` (children at `ptrs[base + ((key[dim] >> shift) & mask)]`); a leaf is
+/// `LEAF | leaf index` (dim, shift and mask 0, so "descending" a leaf reads `ptrs[index]`,
+/// always in bounds, and the result is discarded: grouped lookups run without branches).
+const LEAF: u64 = 1 << 63;
 
-#[derive(Clone, Copy, Debug)]
-struct Node {
-    dim: u8,
-    shift: u8,
-    mask: u32,
-    base: u32,
+#[inline(always)]
+fn inner(base: usize, dim: usize, shift: u32, mask: u32) -> u64 {
+    debug_assert!(base < u32::MAX as usize && mask < 1 << 15);
+    base as u64 | (dim as u64) << 32 | (shift as u64) << 40 | (mask as u64) << 48
+}
+
+#[inline(always)]
+fn step<S: Space>(ptrs: &[u64], e: u64, key: &S::Key) -> u64 {
+    let base = e as u32 as usize;
+    let c = S::child(
+        key,
+        (e >> 32) as u8,
+        (e >> 40) as u8,
+        ((e >> 48) as u32) & 0x7fff,
+    );
+    let next = ptrs[base + c];
+    if e & LEAF != 0 {
+        e
+    } else {
+        next
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -51,23 +75,24 @@ struct Leaf {
     end: u32,
 }
 
-/// A built tree.
+/// A built tree. Leaves hold box indices (ascending = priority order) into the box table
+/// shared by all trees of a forest, so a box is stored once however often it is replicated.
 pub(crate) struct Tree<S: Space> {
-    root: u32,
-    nodes: Vec<Node>,
-    ptrs: Vec<u32>,
+    root: u64,
+    ptrs: Vec<u64>,
     leaves: Vec<Leaf>,
-    /// Leaf boxes in lookup form, leaf after leaf, each leaf in priority order.
-    rules: Vec<S::Rule>,
-    /// Rule index of each leaf box.
-    ids: Vec<u32>,
-    /// Build-box index of each leaf box (for warnings).
-    box_of: Vec<u32>,
+    entries: Vec<u32>,
+    _space: std::marker::PhantomData<S>,
+}
+
+/// The boxes of a forest in lookup form, and their out-of-line VLAN/VNI/direction limits.
+pub(crate) struct BoxTable<S: Space> {
+    pub rules: Vec<S::Rule>,
+    pub extras: Vec<Extras>,
 }
 
 struct Builder<'a, S: Space> {
     boxes: &'a [GenericBox],
-    box_rule: &'a [u32],
     params: TreeParams,
     tree: Tree<S>,
     leaf_dedup: HashMap<Vec<u32>, u32>,
@@ -83,24 +108,16 @@ fn region_hi(lo: u128, bits: u32) -> u128 {
 
 impl<S: Space> Tree<S> {
     /// Builds a tree over `members` (indices into `boxes`, ascending = priority order).
-    pub fn build(
-        boxes: &[GenericBox],
-        box_rule: &[u32],
-        members: Vec<u32>,
-        params: TreeParams,
-    ) -> Self {
+    pub fn build(boxes: &[GenericBox], members: Vec<u32>, params: TreeParams) -> Self {
         let mut b = Builder::<S> {
             boxes,
-            box_rule,
             params,
             tree: Tree {
                 root: LEAF,
-                nodes: Vec::new(),
                 ptrs: Vec::new(),
                 leaves: vec![Leaf { start: 0, end: 0 }],
-                rules: Vec::new(),
-                ids: Vec::new(),
-                box_of: Vec::new(),
+                entries: Vec::new(),
+                _space: std::marker::PhantomData,
             },
             leaf_dedup: HashMap::new(),
         };
@@ -108,27 +125,26 @@ impl<S: Space> Tree<S> {
         let root = b.node(members, [0; 5], S::BITS, 0);
         b.tree.root = root;
         let mut t = b.tree;
-        t.nodes.shrink_to_fit();
+        // A leaf entry "descends" to ptrs[leaf index]: keep that in bounds.
+        if t.ptrs.len() < t.leaves.len() {
+            t.ptrs.resize(t.leaves.len(), LEAF);
+        }
         t.ptrs.shrink_to_fit();
         t.leaves.shrink_to_fit();
-        t.rules.shrink_to_fit();
-        t.ids.shrink_to_fit();
-        t.box_of.shrink_to_fit();
+        t.entries.shrink_to_fit();
         t
     }
 
-    /// The smallest rule index below `bound` whose box contains `key`, else `bound`.
+    /// The smallest box index below `bound` whose box contains `key`, else `bound`.
     #[inline(always)]
-    pub fn lookup(&self, key: &S::Key, bound: u32) -> u32 {
+    pub fn lookup(&self, table: &BoxTable<S>, key: &S::Key, bound: u32) -> u32 {
         let leaf = self.leaf_of(key);
-        let rules = &self.rules[leaf.start as usize..leaf.end as usize];
-        let ids = &self.ids[leaf.start as usize..leaf.end as usize];
-        for (r, &id) in rules.iter().zip(ids) {
-            if id >= bound {
+        for &b in &self.entries[leaf.start as usize..leaf.end as usize] {
+            if b >= bound {
                 break;
             }
-            if S::matches(r, key) {
-                return id;
+            if S::matches(&table.rules[b as usize], key, &table.extras) {
+                return b;
             }
         }
         bound
@@ -136,60 +152,74 @@ impl<S: Space> Tree<S> {
 
     #[inline(always)]
     fn leaf_of(&self, key: &S::Key) -> Leaf {
-        let mut p = self.root;
-        while p & LEAF == 0 {
-            let n = self.nodes[p as usize];
-            p = self.ptrs[n.base as usize + S::child(key, n.dim, n.shift, n.mask)];
+        let mut e = self.root;
+        while e & LEAF == 0 {
+            e = step::<S>(&self.ptrs, e, key);
         }
-        self.leaves[(p & !LEAF) as usize]
+        self.leaves[(e & !LEAF) as usize]
+    }
+
+    /// (nodes visited, boxes compared) for one lookup: for tuning.
+    pub fn cost(&self, table: &BoxTable<S>, key: &S::Key, bound: u32) -> (usize, usize) {
+        let mut e = self.root;
+        let mut nodes = 0;
+        while e & LEAF == 0 {
+            e = step::<S>(&self.ptrs, e, key);
+            nodes += 1;
+        }
+        let leaf = self.leaves[(e & !LEAF) as usize];
+        let mut cmp = 0;
+        for &b in &self.entries[leaf.start as usize..leaf.end as usize] {
+            if b >= bound {
+                break;
+            }
+            cmp += 1;
+            if S::matches(&table.rules[b as usize], key, &table.extras) {
+                break;
+            }
+        }
+        (nodes, cmp)
     }
 
     /// Build-box indices of the leaf `key` falls in (every box that can match `key` and was
     /// not pruned behind a box covering the whole leaf region).
     pub fn candidates(&self, key: &S::Key) -> &[u32] {
         let leaf = self.leaf_of(key);
-        &self.box_of[leaf.start as usize..leaf.end as usize]
+        &self.entries[leaf.start as usize..leaf.end as usize]
     }
 
     /// Heap bytes held.
     pub fn memory_bytes(&self) -> usize {
         use std::mem::size_of;
-        self.nodes.capacity() * size_of::<Node>()
-            + self.ptrs.capacity() * 4
+        self.ptrs.capacity() * 8
             + self.leaves.capacity() * size_of::<Leaf>()
-            + self.rules.capacity() * size_of::<S::Rule>()
-            + self.ids.capacity() * 4
-            + self.box_of.capacity() * 4
+            + self.entries.capacity() * 4
     }
 
     /// Number of boxes stored in leaves (with replication).
     pub fn leaf_entries(&self) -> usize {
-        self.rules.len()
+        self.entries.len()
     }
 }
 
 impl<S: Space> Builder<'_, S> {
-    fn leaf(&mut self, members: Vec<u32>) -> u32 {
+    fn leaf(&mut self, members: Vec<u32>) -> u64 {
         if let Some(&l) = self.leaf_dedup.get(&members) {
-            return LEAF | l;
+            return LEAF | l as u64;
         }
         let t = &mut self.tree;
-        let start = t.rules.len() as u32;
-        for &m in &members {
-            t.rules.push(S::rule(&self.boxes[m as usize]));
-            t.ids.push(self.box_rule[m as usize]);
-            t.box_of.push(m);
-        }
+        let start = t.entries.len() as u32;
+        t.entries.extend_from_slice(&members);
         let l = t.leaves.len() as u32;
         t.leaves.push(Leaf {
             start,
-            end: t.rules.len() as u32,
+            end: t.entries.len() as u32,
         });
         self.leaf_dedup.insert(members, l);
-        LEAF | l
+        LEAF | l as u64
     }
 
-    fn node(&mut self, mut members: Vec<u32>, lo: [u128; 5], bits: [u32; 5], depth: u32) -> u32 {
+    fn node(&mut self, mut members: Vec<u32>, lo: [u128; 5], bits: [u32; 5], depth: u32) -> u64 {
         let hi: [u128; 5] = std::array::from_fn(|d| region_hi(lo[d], bits[d]));
         // Everything after a box covering the whole region is unreachable here.
         if let Some(pos) = members.iter().position(|&m| {
@@ -202,7 +232,7 @@ impl<S: Space> Builder<'_, S> {
         if n <= self.params.binth || depth >= self.params.max_depth {
             return self.leaf(members);
         }
-        let Some((dim, k)) = self.choose_cut(&members, &lo, &hi, &bits) else {
+        let Some((dim, k)) = self.choose_cut(&members, &lo, &hi, &bits, depth) else {
             return self.leaf(members);
         };
         let shift = bits[dim] - k;
@@ -217,15 +247,9 @@ impl<S: Space> Builder<'_, S> {
             }
         }
         drop(members);
-        let idx = self.tree.nodes.len() as u32;
-        let base = self.tree.ptrs.len() as u32;
-        self.tree.nodes.push(Node {
-            dim: dim as u8,
-            shift: shift as u8,
-            mask: (fan - 1) as u32,
-            base,
-        });
-        self.tree.ptrs.resize(base as usize + fan, LEAF);
+        let base = self.tree.ptrs.len();
+        let entry = inner(base, dim, shift, (fan - 1) as u32);
+        self.tree.ptrs.resize(base + fan, LEAF);
         let mut cbits = bits;
         cbits[dim] = shift;
         for (c, list) in children.into_iter().enumerate() {
@@ -236,58 +260,93 @@ impl<S: Space> Builder<'_, S> {
             } else {
                 self.node(list, clo, cbits, depth + 1)
             };
-            self.tree.ptrs[base as usize + c] = p;
+            self.tree.ptrs[base + c] = p;
         }
-        idx
+        entry
     }
 
     /// The (field, fan-out bits) with the smallest largest child under the space bound.
+    ///
+    /// Along one field, finer cuts never enlarge the largest child, and the total of box
+    /// copies grows with the fan-out: so per field the best cut is the finest one within the
+    /// budget, found by binary search; the field whose cut leaves the smallest largest child
+    /// (then the fewest copies) wins.
     fn choose_cut(
         &self,
         members: &[u32],
         lo: &[u128; 5],
         hi: &[u128; 5],
         bits: &[u32; 5],
+        depth: u32,
     ) -> Option<(usize, u32)> {
         let n = members.len();
-        let budget = self.params.spfac * n;
+        let budget = self.params.spfac * n
+            + if depth == 0 {
+                self.params.root_budget
+            } else {
+                0
+            };
         let mut best: Option<(usize, usize, usize, u32)> = None; // (max child, sum, dim, k)
-        let mut diff: Vec<i64> = Vec::new();
+        let mut diff: Vec<i32> = Vec::new();
         for d in 0..5 {
             let kmax = bits[d].min(self.params.max_cut_bits);
-            let mut dim_best: Option<(usize, usize, u32)> = None;
-            for k in 1..=kmax {
+            if kmax == 0 {
+                continue;
+            }
+            // Box copies if field d is cut into 2^k children.
+            let copies = |k: u32| -> usize {
                 let shift = bits[d] - k;
-                let fan = 1usize << k;
-                diff.clear();
-                diff.resize(fan + 1, 0);
-                let mut sum = 0usize;
-                for &m in members {
-                    let b = &self.boxes[m as usize];
-                    let a = ((b.lo[d].max(lo[d]) - lo[d]) >> shift) as usize;
-                    let z = ((b.hi[d].min(hi[d]) - lo[d]) >> shift) as usize;
-                    sum += z - a + 1;
-                    diff[a] += 1;
-                    diff[z + 1] -= 1;
-                }
-                if k > 1 && sum + fan > budget {
-                    break;
-                }
-                let mut run = 0i64;
-                let mut max = 0i64;
-                for &x in &diff[..fan] {
-                    run += x;
-                    max = max.max(run);
-                }
-                let max = max as usize;
-                if max < n && dim_best.is_none_or(|(bm, _, _)| max < bm) {
-                    dim_best = Some((max, sum, k));
+                members
+                    .iter()
+                    .map(|&m| {
+                        let b = &self.boxes[m as usize];
+                        let a = (b.lo[d].max(lo[d]) - lo[d]) >> shift;
+                        let z = (b.hi[d].min(hi[d]) - lo[d]) >> shift;
+                        (z - a) as usize + 1
+                    })
+                    .sum()
+            };
+            // A field every box spans entirely cannot separate anything.
+            if copies(1) == 2 * n {
+                continue;
+            }
+            let fits = |k: u32| copies(k) + (1usize << k) <= budget;
+            let (mut ok, mut bad) = (1u32, kmax + 1);
+            if fits(kmax) {
+                ok = kmax;
+            } else {
+                while bad - ok > 1 {
+                    let mid = (ok + bad) / 2;
+                    if fits(mid) {
+                        ok = mid;
+                    } else {
+                        bad = mid;
+                    }
                 }
             }
-            if let Some((max, sum, k)) = dim_best {
-                if best.is_none_or(|(bm, bs, _, _)| (max, sum) < (bm, bs)) {
-                    best = Some((max, sum, d, k));
-                }
+            let k = ok;
+            let shift = bits[d] - k;
+            let fan = 1usize << k;
+            diff.clear();
+            diff.resize(fan + 1, 0);
+            let mut sum = 0usize;
+            for &m in members {
+                let b = &self.boxes[m as usize];
+                let a = ((b.lo[d].max(lo[d]) - lo[d]) >> shift) as usize;
+                let z = ((b.hi[d].min(hi[d]) - lo[d]) >> shift) as usize;
+                sum += z - a + 1;
+                diff[a] += 1;
+                diff[z + 1] -= 1;
+            }
+            let mut run = 0i32;
+            let mut max = 0i32;
+            for &x in &diff[..fan] {
+                run += x;
+                max = max.max(run);
+            }
+            let max = max as usize;
+            if max < n && best.is_none_or(|(bm, bs, _, _)| (max, sum) < (bm, bs)) {
+                best = Some((max, sum, d, k));
             }
         }
         best.map(|(_, _, d, k)| (d, k))
