@@ -311,7 +311,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             } else {
                 10.0
             });
-    if !(duration_s > 0.0) {
+    if duration_s.is_nan() || duration_s <= 0.0 {
         bail!("--duration must be positive");
     }
     if cli.search && !(0.0..100.0).contains(&cli.loss) {

@@ -88,7 +88,7 @@ pub fn parse_rate(s: &str) -> Result<Rate, String> {
         _ => (t, 1.0),
     };
     let v: f64 = num.trim().parse().map_err(|_| format!("bad rate {s:?}"))?;
-    if !(v >= 0.0) || !v.is_finite() {
+    if v.is_nan() || v < 0.0 || v.is_infinite() {
         return Err(format!("bad rate {s:?}"));
     }
     Ok(Rate::Pps((v * mult).round() as u64))
@@ -111,7 +111,7 @@ pub fn parse_bps(s: &str) -> Result<u64, String> {
         .trim()
         .parse()
         .map_err(|_| format!("bad bit rate {s:?}"))?;
-    if !(v > 0.0) || !v.is_finite() {
+    if v.is_nan() || v <= 0.0 || v.is_infinite() {
         return Err(format!("bad bit rate {s:?}"));
     }
     Ok((v * mult).round() as u64)

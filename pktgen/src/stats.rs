@@ -366,6 +366,7 @@ impl RunReport {
 }
 
 /// The one-line progress report printed each second.
+#[allow(clippy::too_many_arguments)]
 pub fn progress_line(
     elapsed_s: f64,
     d_tx: u64,
