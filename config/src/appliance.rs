@@ -71,6 +71,12 @@ pub struct ApplianceConfig {
     /// (which owns its schema and validation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<toml::Table>,
+    /// `[firewall]`: pipeline settings (used when a `[control]` section enables the firewall).
+    #[serde(default)]
+    pub firewall: crate::firewall::FirewallSection,
+    /// `[metrics]`: the Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: crate::firewall::MetricsSection,
 }
 
 /// `[eal]`
@@ -191,6 +197,8 @@ impl Default for ApplianceConfig {
             queues: QueuesSection::default(),
             stats: StatsSection::default(),
             control: None,
+            firewall: Default::default(),
+            metrics: Default::default(),
         }
     }
 }

@@ -2,4 +2,5 @@
 //! validated with errors that name the field and the reason.
 
 pub mod appliance;
+pub mod firewall;
 pub mod policy;
