@@ -41,16 +41,22 @@ fn main() {
     let sets: Vec<(String, Ruleset)> = configs
         .iter()
         .map(|&(b, s, r)| {
+            let c = Clock::now();
             let rs = Ruleset::compile_tuned(&policy, b, s, r).unwrap();
+            let cpu = c.secs();
             println!(
-                "binth {b} spfac {s} root {r}: build {:.1} ms, {} bytes, {:?}",
+                "binth {b} spfac {s} root {r}: build {:.1} ms (cpu {:.1} ms), {} bytes, {:?}",
                 rs.build_time().as_secs_f64() * 1e3,
+                cpu * 1e3,
                 rs.memory_bytes(),
                 rs.build_stats()
             );
             (format!("b{b}s{s}r{r}"), rs)
         })
         .collect();
+    if std::env::var_os("TUNE_BUILD_ONLY").is_some() {
+        return;
+    }
     let mut out = vec![0u32; pkts.len()];
     let mut best = vec![f64::MAX; sets.len() * 2];
     for _round in 0..5 {

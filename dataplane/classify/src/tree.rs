@@ -92,7 +92,12 @@ pub(crate) struct BoxTable<S: Space> {
 }
 
 struct Builder<'a, S: Space> {
-    boxes: &'a [GenericBox],
+    _boxes: &'a [GenericBox],
+    /// The five cut fields of every box, one column per field: the build scans one field of
+    /// many boxes at a time, so columns keep those scans in few cache lines.
+    cols: [Vec<(u128, u128)>; 5],
+    /// Whether a box ignores VLAN, VNI and direction (only those can cover a region).
+    plain: Vec<bool>,
     params: TreeParams,
     tree: Tree<S>,
     leaf_dedup: HashMap<Vec<u32>, u32>,
@@ -109,8 +114,14 @@ fn region_hi(lo: u128, bits: u32) -> u128 {
 impl<S: Space> Tree<S> {
     /// Builds a tree over `members` (indices into `boxes`, ascending = priority order).
     pub fn build(boxes: &[GenericBox], members: Vec<u32>, params: TreeParams) -> Self {
+        let mut cols: [Vec<(u128, u128)>; 5] = Default::default();
+        for (d, col) in cols.iter_mut().enumerate() {
+            *col = boxes.iter().map(|b| (b.lo[d], b.hi[d])).collect();
+        }
         let mut b = Builder::<S> {
-            boxes,
+            _boxes: boxes,
+            cols,
+            plain: boxes.iter().map(|b| b.extras_any()).collect(),
             params,
             tree: Tree {
                 root: LEAF,
@@ -223,8 +234,11 @@ impl<S: Space> Builder<'_, S> {
         let hi: [u128; 5] = std::array::from_fn(|d| region_hi(lo[d], bits[d]));
         // Everything after a box covering the whole region is unreachable here.
         if let Some(pos) = members.iter().position(|&m| {
-            let b = &self.boxes[m as usize];
-            b.extras_any() && (0..5).all(|d| b.lo[d] <= lo[d] && hi[d] <= b.hi[d])
+            self.plain[m as usize]
+                && (0..5).all(|d| {
+                    let (blo, bhi) = self.cols[d][m as usize];
+                    blo <= lo[d] && hi[d] <= bhi
+                })
         }) {
             members.truncate(pos + 1);
         }
@@ -238,10 +252,11 @@ impl<S: Space> Builder<'_, S> {
         let shift = bits[dim] - k;
         let fan = 1usize << k;
         let mut children: Vec<Vec<u32>> = vec![Vec::new(); fan];
+        let col = &self.cols[dim];
         for &m in &members {
-            let b = &self.boxes[m as usize];
-            let a = (b.lo[dim].max(lo[dim]) - lo[dim]) >> shift;
-            let z = (b.hi[dim].min(hi[dim]) - lo[dim]) >> shift;
+            let (blo, bhi) = col[m as usize];
+            let a = (blo.max(lo[dim]) - lo[dim]) >> shift;
+            let z = (bhi.min(hi[dim]) - lo[dim]) >> shift;
             for c in a as usize..=z as usize {
                 children[c].push(m);
             }
@@ -288,28 +303,50 @@ impl<S: Space> Builder<'_, S> {
             };
         let mut best: Option<(usize, usize, usize, u32)> = None; // (max child, sum, dim, k)
         let mut diff: Vec<i32> = Vec::new();
+        let mut offs: Vec<(u128, u128)> = Vec::with_capacity(n);
+        let mut offs64: Vec<(u64, u64)> = Vec::with_capacity(n);
         for d in 0..5 {
             let kmax = bits[d].min(self.params.max_cut_bits);
             if kmax == 0 {
                 continue;
             }
+            let col = &self.cols[d];
+            // Each box clipped to the region, as offsets from its start (computed once per
+            // field; the fan-out search below only shifts them).
+            let full = hi[d] - lo[d];
+            offs.clear();
+            let mut spans_all = true;
+            for &m in members {
+                let (blo, bhi) = col[m as usize];
+                let a = blo.max(lo[d]) - lo[d];
+                let z = bhi.min(hi[d]) - lo[d];
+                spans_all &= a == 0 && z == full;
+                offs.push((a, z));
+            }
+            // A field every box spans entirely cannot separate anything.
+            if spans_all {
+                continue;
+            }
+            // Narrow to u64 when the region allows (all IPv4 fields): u128 shifts are slow.
+            let narrow = bits[d] <= 64;
+            if narrow {
+                offs64.clear();
+                offs64.extend(offs.iter().map(|&(a, z)| (a as u64, z as u64)));
+            }
             // Box copies if field d is cut into 2^k children.
             let copies = |k: u32| -> usize {
                 let shift = bits[d] - k;
-                members
-                    .iter()
-                    .map(|&m| {
-                        let b = &self.boxes[m as usize];
-                        let a = (b.lo[d].max(lo[d]) - lo[d]) >> shift;
-                        let z = (b.hi[d].min(hi[d]) - lo[d]) >> shift;
-                        (z - a) as usize + 1
-                    })
-                    .sum()
+                if narrow {
+                    offs64
+                        .iter()
+                        .map(|&(a, z)| ((z >> shift) - (a >> shift)) as usize + 1)
+                        .sum()
+                } else {
+                    offs.iter()
+                        .map(|&(a, z)| ((z >> shift) - (a >> shift)) as usize + 1)
+                        .sum()
+                }
             };
-            // A field every box spans entirely cannot separate anything.
-            if copies(1) == 2 * n {
-                continue;
-            }
             let fits = |k: u32| copies(k) + (1usize << k) <= budget;
             let (mut ok, mut bad) = (1u32, kmax + 1);
             if fits(kmax) {
@@ -330,10 +367,9 @@ impl<S: Space> Builder<'_, S> {
             diff.clear();
             diff.resize(fan + 1, 0);
             let mut sum = 0usize;
-            for &m in members {
-                let b = &self.boxes[m as usize];
-                let a = ((b.lo[d].max(lo[d]) - lo[d]) >> shift) as usize;
-                let z = ((b.hi[d].min(hi[d]) - lo[d]) >> shift) as usize;
+            for &(a, z) in &offs {
+                let a = (a >> shift) as usize;
+                let z = (z >> shift) as usize;
                 sum += z - a + 1;
                 diff[a] += 1;
                 diff[z + 1] -= 1;
