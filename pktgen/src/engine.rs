@@ -40,6 +40,10 @@ pub struct Io {
     pub far_tx: TxQueue,
     /// Where frames are built.
     pub pool: Mempool,
+    /// Poll the TX port for returned frames (false for net_null, whose RX makes up frames).
+    pub poll_near: bool,
+    /// Poll the RX port (false for net_null).
+    pub poll_far: bool,
 }
 
 /// What one run (or search trial) does.
@@ -438,6 +442,9 @@ impl Generator {
         out: &mut Outbox,
         now: u64,
     ) -> usize {
+        if !io.poll_far {
+            return 0;
+        }
         let n = io.far_rx.rx_burst(rxb);
         if n == 0 {
             return 0;
@@ -501,6 +508,9 @@ impl Generator {
         out: &mut Outbox,
         now: u64,
     ) -> usize {
+        if !io.poll_near {
+            return 0;
+        }
         let n = io.near_rx.rx_burst(rxb);
         if n == 0 {
             return 0;

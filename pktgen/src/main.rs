@@ -334,6 +334,13 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Port::start(tx_id, &PortConfig::default(), &pool).context("--tx-port")?;
     let (rx_port, mut rx_rxq, mut rx_txq) =
         Port::start(rx_id, &PortConfig::default(), &pool).context("--rx-port")?;
+    // net_null's RX invents frames: never poll it (it is only a TX sink here).
+    let real_rx = |id| {
+        Port::info(id)
+            .map(|i| i.driver != "net_null")
+            .unwrap_or(true)
+    };
+    let (poll_near, poll_far) = (real_rx(tx_id), real_rx(rx_id));
     let macs = Macs {
         tx: tx_port.mac(),
         rx: rx_port.mac(),
@@ -356,6 +363,8 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         far_rx: rx_rxq.remove(0),
         far_tx: rx_txq.remove(0),
         pool,
+        poll_near,
+        poll_far,
     };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -879,6 +879,31 @@ mod tests {
         assert!(toml::from_str::<RunFile>("[[stream]]\nprot = \"udp\"").is_err());
     }
 
+    /// Every example run file in pktgen/ parses and builds (paths relative to the workspace).
+    #[test]
+    fn example_run_files_build() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = dir.parent().unwrap();
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") && p.file_name().unwrap() != "Cargo.toml"
+            {
+                let f: RunFile = toml::from_str(&std::fs::read_to_string(&p).unwrap())
+                    .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                assert!(!f.streams.is_empty(), "{}", p.display());
+                for (i, mut spec) in f.streams.into_iter().enumerate() {
+                    spec.trace = spec.trace.map(|t| root.join(t));
+                    spec.limit = Some(100);
+                    spec.build(i, &MACS)
+                        .unwrap_or_else(|e| panic!("{} stream {i}: {e}", p.display()));
+                }
+                n += 1;
+            }
+        }
+        assert!(n >= 4, "examples found: {n}");
+    }
+
     #[test]
     fn interleave_spreads_weights() {
         assert_eq!(interleave(&[2, 1]), vec![0, 1, 0]);
