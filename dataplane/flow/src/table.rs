@@ -21,10 +21,11 @@
 //! # Full table
 //! When every record is in use, [`FlowTable::insert`] evicts, in order: an expired flow in
 //! the new key's home buckets, the stalest unassured flow there (embryonic TCP, unreplied UDP
-//! or ICMP: what a SYN flood creates), then the same among the next records at the sweep
-//! cursor. Assured flows (handshake completed / seen both ways) are never evicted: if no
-//! victim is found, the insert fails with [`InsertError::TableFull`] and the new flow's
-//! packet is dropped, so established sessions keep working under any flood.
+//! or ICMP: what a SYN flood creates) or TCP connection already closed (TIME_WAIT, or reset),
+//! then the same among the next records at the sweep cursor. Live assured flows (handshake
+//! completed / seen both ways, not closed) are never evicted: if no victim is found, the
+//! insert fails with [`InsertError::TableFull`] and the new flow's packet is dropped, so
+//! established sessions keep working under any flood.
 
 use rampart_wire::FlowKey;
 
@@ -599,7 +600,9 @@ impl FlowTable {
                 *best = Some((i, u32::MAX));
                 return true;
             }
-            if f.flags & flag::ASSURED == 0 {
+            // Unassured flows, and connections that are already closed, may make room.
+            let closed = matches!(f.state, FlowState::TcpTimeWait | FlowState::TcpClose);
+            if f.flags & flag::ASSURED == 0 || closed {
                 let age = now_t.wrapping_sub(f.last_seen);
                 if best.is_none_or(|(_, a)| age >= a) {
                     *best = Some((i, age));

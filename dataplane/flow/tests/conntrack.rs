@@ -440,6 +440,18 @@ fn full_of_assured_flows_refuses_new_ones() {
 }
 
 #[test]
+fn closed_connections_make_room() {
+    let mut t = table(64);
+    for i in 0..64 {
+        let h = establish(&mut t, &key(i), 0);
+        t.track(h, Direction::Original, &tcp(tf::RST, 101, 0, 0), 0);
+        assert_eq!(t.flow(h).unwrap().state(), FlowState::TcpClose);
+    }
+    assert!(t.insert(&key(1000), RuleId(0), 0, SEC).is_ok());
+    assert_eq!(t.stats().evictions, 1);
+}
+
+#[test]
 fn memory_per_flow_is_within_budget() {
     let t = table(1_000_000);
     let s = t.stats();
