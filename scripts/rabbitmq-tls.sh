@@ -81,29 +81,46 @@ ssl_options.versions.2 = tlsv1.2
 EOF
 }
 
-running() {
-    rmq_env "$rmq_bin/rabbitmqctl" -q -n "$node" status >/dev/null 2>&1
+port_open() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+pid_alive() {
+    [ -s "$dir/rabbit.pid" ] && kill -0 "$(cat "$dir/rabbit.pid")" 2>/dev/null
+}
+
+# rabbitmqctl boots an Erlang VM per call (seconds on a loaded 2-core box): use the pid file
+# and the listener instead.
 case "$cmd" in
 start)
     gen_certs
     write_config
-    if ! running; then
-        rmq_env "$rmq_bin/rabbitmq-server" -detached
-        rmq_env "$rmq_bin/rabbitmqctl" -q -n "$node" wait --timeout 60 "$dir/rabbit.pid" >/dev/null
-        rmq_env "$rmq_bin/rabbitmqctl" -q -n "$node" await_startup --timeout 60 >/dev/null
+    if ! pid_alive; then
+        if port_open "$tls_port"; then
+            echo "port $tls_port is taken by something else" >&2
+            exit 1
+        fi
+        # From inside DIR: a node that fails to boot leaves erl_crash.dump in its cwd.
+        (cd "$dir" && rmq_env "$rmq_bin/rabbitmq-server" -detached)
     fi
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$tls_port") 2>/dev/null && break
+    for _ in $(seq 1 900); do
+        port_open "$tls_port" && break
         sleep 0.1
     done
+    port_open "$tls_port" || { echo "TLS listener did not open; see $dir/log" >&2; exit 1; }
     echo "node=$node amqps=amqps://guest:guest@localhost:$tls_port/%2f amqp=amqp://guest:guest@127.0.0.1:$amqp_port/%2f ca=$dir/certs/ca.pem"
     ;;
 stop)
-    if running; then
-        rmq_env "$rmq_bin/rabbitmqctl" -q -n "$node" stop "$dir/rabbit.pid" >/dev/null
+    if pid_alive; then
+        pid=$(cat "$dir/rabbit.pid")
+        kill "$pid"
+        for _ in $(seq 1 300); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$pid" 2>/dev/null || true
     fi
+    rm -f "$dir/rabbit.pid"
     ;;
 *)
     echo "usage: $0 start|stop DIR" >&2

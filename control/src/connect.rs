@@ -34,12 +34,14 @@ pub enum ConnectError {
         uri: String,
     },
     /// The TLS handshake failed (typically: the broker's certificate is not signed by the CA).
-    #[error("TLS handshake with {uri} failed (CA file {ca}): {source}")]
+    #[error("TLS handshake with {uri} failed (CA file {ca}): {reason}")]
     Tls {
         /// The redacted URI.
         uri: String,
         /// The CA file used for verification.
         ca: String,
+        /// What the TLS layer said (e.g. "invalid peer certificate: UnknownIssuer").
+        reason: String,
         /// lapin's error (names the certificate problem).
         #[source]
         source: lapin::Error,
@@ -136,26 +138,70 @@ pub async fn connect(cfg: &BrokerConfig, name: &str) -> Result<Connection, Conne
             timeout: CONNECT_TIMEOUT,
         }),
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(source)) if is_tls(&cfg.uri) && looks_like_tls_failure(&source) => {
-            Err(ConnectError::Tls {
-                uri,
-                ca: cfg
-                    .ca_file
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-                source,
-            })
+        Ok(Err(source)) if is_tls(&cfg.uri) => {
+            // lapin often surfaces a refused handshake as an AMQP parsing error; redo the
+            // handshake alone to say what is actually wrong (e.g. UnknownIssuer).
+            let ca = cfg.ca_file.clone().unwrap_or_default();
+            let target = cfg.uri.clone();
+            let probe = tokio::task::spawn_blocking(move || tls_probe(&target, &ca))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            match probe {
+                Err(reason) => Err(ConnectError::Tls {
+                    uri,
+                    ca: cfg
+                        .ca_file
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    reason,
+                    source,
+                }),
+                Ok(()) => Err(ConnectError::Amqp { uri, source }),
+            }
         }
         Ok(Err(source)) => Err(ConnectError::Amqp { uri, source }),
     }
 }
 
-fn looks_like_tls_failure(err: &lapin::Error) -> bool {
-    let text = format!("{err} {err:?}").to_ascii_lowercase();
-    ["certificate", "tls", "handshake", "unknownissuer", "alert"]
-        .iter()
-        .any(|needle| text.contains(needle))
+/// A bare TLS handshake with the broker of `uri`, verifying it against the CA file: `Err` names
+/// the TLS failure; `Ok` means TLS is fine (so a failure lies elsewhere).
+fn tls_probe(uri: &str, ca_file: &std::path::Path) -> Result<(), String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+    use std::net::{TcpStream, ToSocketAddrs};
+    use std::sync::Arc;
+
+    let parsed: lapin::uri::AMQPUri = uri.parse().map_err(|e| format!("bad URI: {e}"))?;
+    let (host, port) = (parsed.authority.host, parsed.authority.port);
+    let pem = std::fs::read(ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("{}: {e}", ca_file.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(host.clone()).map_err(|e| format!("{host}: {e}"))?;
+    let mut tls =
+        rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+    let addr = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or_else(|| format!("{host}: no address"))?;
+    let mut sock = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(CONNECT_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    while tls.is_handshaking() {
+        tls.complete_io(&mut sock).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
