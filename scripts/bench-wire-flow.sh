@@ -44,6 +44,15 @@ out=$(cargo bench -q -p rampart-flow --bench conntrack 2>/dev/null)
   echo "$out"
   echo
   context
+  echo
+  echo "Notes. Prefetching is what makes the burst path pay at 1M+ flows (compare the two burst"
+  echo "columns): \`core::arch::x86_64::_mm_prefetch\` still needs \`unsafe\` on rustc 1.95 even with SSE"
+  echo "in the baseline (E0133), so rampart-flow prefetches through the 120-line \`mem_prefetch\` crate;"
+  echo "\`lookup_burst_with\` accepts the worker's own prefetch instead. Each lookup touches one 64-byte"
+  echo "bucket and one 64-byte record (counters live apart and are prefetched for the \`track\` that"
+  echo "follows a hit). The table is plain heap memory in 4 KiB pages (THP is madvise-only here), so at"
+  echo "1M+ flows TLB misses add to every lookup; hugepage backing would be the next step. On this"
+  echo "shared 2-vCPU VM repeated runs of the same binary vary by ±40%."
 } >"$body"
 bench_write_section "## Conntrack" "$body"
 echo "bench-wire-flow: sections written to BENCHMARKS.md"

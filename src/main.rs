@@ -1,1 +1,38 @@
-fn main() {}
+//! `rampart`: the appliance binary. Reads the TOML config, applies command-line overrides,
+//! brings up the dataplane and runs until SIGINT/SIGTERM (or `--duration`).
+
+mod appliance;
+mod cli;
+mod stats;
+
+use clap::Parser;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One sentence, the cause chain joined with ": ", no backtrace.
+            eprintln!("rampart: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: &cli::Cli) -> anyhow::Result<()> {
+    let cfg = cli.resolve()?;
+    if cli.check {
+        println!("rampart: configuration is valid");
+        println!("{}", toml::to_string_pretty(&cfg)?);
+        return Ok(());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    appliance::run(&cfg, stop, cli.duration.map(Duration::from_secs_f64))
+}

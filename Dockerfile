@@ -1,0 +1,42 @@
+# syntax=docker/dockerfile:1
+# Rampart appliance image: build against Debian 12's DPDK 22.11, ship only the binary and the
+# DPDK runtime libraries (EAL loads the PMD plugins from their driver directory at start-up).
+#
+#   docker build -t rampart .
+#   docker run --rm --network host --cap-add IPC_LOCK --cap-add NET_ADMIN --cap-add NET_RAW \
+#     --cap-add SYS_ADMIN -v /dev/hugepages:/dev/hugepages rampart --config /etc/rampart/rampart.toml
+
+FROM rust:1-bookworm AS build
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      libdpdk-dev pkg-config clang libclang-dev libpcap-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# Dependencies first, so editing sources does not refetch crates.
+COPY Cargo.toml Cargo.lock ./
+COPY config config
+COPY control control
+COPY dataplane dataplane
+COPY pktgen pktgen
+COPY src src
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin rampart \
+ && install -D -m 0755 target/release/rampart /out/rampart
+
+FROM debian:bookworm-slim AS runtime
+# librte-meta-allpmds: every poll-mode driver (PCI NICs, af_packet, memif, pcap, ring, null,
+# vhost, virtio_user) and the EAL/ethdev/mbuf/mempool libraries they and rampart link against.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      librte-meta-allpmds librte-eal23 librte-ethdev23 librte-mbuf23 librte-mempool23 \
+      librte-ring23 librte-net23 librte-kvargs23 librte-telemetry23 libbsd0 \
+      iproute2 ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /out/rampart /usr/local/bin/rampart
+COPY config/rampart.toml /etc/rampart/rampart.toml
+# Hugepages come from the host: mount its hugetlbfs at /dev/hugepages (or run the EAL with
+# --no-huge -m 512 --file-prefix=rampart for a small, slower setup).
+VOLUME ["/dev/hugepages"]
+ENTRYPOINT ["/usr/local/bin/rampart"]
+CMD ["--config", "/etc/rampart/rampart.toml"]

@@ -1,0 +1,45 @@
+# Rampart: the two commands are `make demo` and `make test` (see README.md).
+# Every target first runs scripts/setup.sh: installs missing apt packages (skipped when all are
+# present), installs Rust if missing, reserves hugepages when it can.
+
+SHELL := /bin/bash
+CARGO ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+RAMPART := $(CARGO_TARGET_DIR)/release/rampart
+
+.PHONY: all setup build release demo test bench fmt clippy clean
+
+all: build
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	$(CARGO) build --workspace
+
+release: setup
+	$(CARGO) build --release --bin rampart
+
+# The appliance between two network namespaces with ping + iperf3 through it, stats every second.
+demo: release
+	RAMPART=$(RAMPART) scripts/demo.sh
+
+# Every test: unit tests of all crates and the integration tests in tests/ (netns + veth,
+# net_pcap exact counts, startup errors). Needs root (namespaces, af_packet, hugepages).
+test: setup
+	$(CARGO) build --workspace
+	$(CARGO) test --workspace --no-fail-fast
+
+# Benchmarks side by side in one run; results go to BENCHMARKS.md.
+bench: release
+	RAMPART=$(RAMPART) scripts/bench.sh
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets
+
+clean:
+	$(CARGO) clean
