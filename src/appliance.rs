@@ -15,7 +15,11 @@ use std::time::{Duration, Instant};
 const IDLE_POLLS_BEFORE_SLEEP: u32 = 64;
 
 /// Run the appliance until `stop` is set (signal) or `duration` elapsed.
-pub fn run(cfg: &ApplianceConfig, stop: Arc<AtomicBool>, duration: Option<Duration>) -> anyhow::Result<()> {
+pub fn run(
+    cfg: &ApplianceConfig,
+    stop: Arc<AtomicBool>,
+    duration: Option<Duration>,
+) -> anyhow::Result<()> {
     check_hugepages(&cfg.eal.args)?;
     let eal = Eal::init(&cfg.eal.args)?;
     let workers_wanted = cfg.workers.count as usize;
@@ -57,16 +61,25 @@ pub fn run(cfg: &ApplianceConfig, stop: Arc<AtomicBool>, duration: Option<Durati
         tx.push(t);
     }
     let names: Vec<String> = ports.iter().map(|p| p.name().to_owned()).collect();
-    let peer: Vec<PortIndex> = (0..ports.len()).map(|i| PortIndex((i ^ 1) as u16)).collect();
+    let peer: Vec<PortIndex> = (0..ports.len())
+        .map(|i| PortIndex((i ^ 1) as u16))
+        .collect();
 
     let quit = Arc::new(AtomicBool::new(false));
     let settings = WorkerSettings {
-        idle_polls_before_sleep: if cfg.workers.idle_sleep_us > 0 { IDLE_POLLS_BEFORE_SLEEP } else { 0 },
+        idle_polls_before_sleep: if cfg.workers.idle_sleep_us > 0 {
+            IDLE_POLLS_BEFORE_SLEEP
+        } else {
+            0
+        },
         idle_sleep: Duration::from_micros(cfg.workers.idle_sleep_us as u64),
     };
     let mut counters = Vec::new();
     let mut launched = Vec::new();
-    for (queues, lcore) in assign_queues(rx, tx, &peer, workers_wanted).into_iter().zip(lcores) {
+    for (queues, lcore) in assign_queues(rx, tx, &peer, workers_wanted)
+        .into_iter()
+        .zip(lcores)
+    {
         let worker = Worker::new(queues, ForwardAll, quit.clone(), settings);
         counters.push(worker.counters());
         if let Err(e) = eal.launch(lcore, move || {
@@ -82,7 +95,12 @@ pub fn run(cfg: &ApplianceConfig, stop: Arc<AtomicBool>, duration: Option<Durati
         launched.push(lcore);
     }
     let lcore_list: Vec<String> = launched.iter().map(|l| l.0.to_string()).collect();
-    let pairs: Vec<String> = cfg.pairs.iter().enumerate().map(|(k, _)| format!("{} <-> {}", names[2 * k], names[2 * k + 1])).collect();
+    let pairs: Vec<String> = cfg
+        .pairs
+        .iter()
+        .enumerate()
+        .map(|(k, _)| format!("{} <-> {}", names[2 * k], names[2 * k + 1]))
+        .collect();
     println!(
         "rampart: forwarding {} with {} worker(s) on lcore(s) {} ({})",
         pairs.join(", "),

@@ -81,7 +81,10 @@ impl Cli {
                 .inside
                 .iter()
                 .zip(&self.outside)
-                .map(|(i, o)| PortPairConfig { inside: i.clone(), outside: o.clone() })
+                .map(|(i, o)| PortPairConfig {
+                    inside: i.clone(),
+                    outside: o.clone(),
+                })
                 .collect();
         }
         if let Some(v) = self.workers {

@@ -20,7 +20,11 @@ impl Sample {
         for w in workers {
             total.accumulate(&w.snapshot());
         }
-        Sample { at: Instant::now(), workers: total, ports: ports.iter().map(Port::stats).collect() }
+        Sample {
+            at: Instant::now(),
+            workers: total,
+            ports: ports.iter().map(Port::stats).collect(),
+        }
     }
 
     /// Packets dropped on port `i`: ours (TX full, stage verdicts) plus the device's
@@ -89,10 +93,18 @@ pub fn summary(first: &Sample, last: &Sample, names: &[String]) -> String {
         for r in DropReason::ALL {
             let _ = write!(s, ", {} {}", r.name(), w.drops[r as usize]);
         }
-        let _ = writeln!(s, ")  avg rx {}", rate(w.rx_pkts - first.workers.ports[i].rx_pkts, secs));
+        let _ = writeln!(
+            s,
+            ")  avg rx {}",
+            rate(w.rx_pkts - first.workers.ports[i].rx_pkts, secs)
+        );
     }
     let polls = last.workers.busy_polls + last.workers.idle_polls;
-    let busy = if polls > 0 { 100.0 * last.workers.busy_polls as f64 / polls as f64 } else { 0.0 };
+    let busy = if polls > 0 {
+        100.0 * last.workers.busy_polls as f64 / polls as f64
+    } else {
+        0.0
+    };
     let _ = write!(s, "  polls {polls} ({busy:.1}% with packets)");
     s
 }

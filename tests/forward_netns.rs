@@ -59,7 +59,11 @@ fn ping_and_tcp_transfer_cross_the_appliance() {
     let ping = format!("ip netns exec {} ping -c 3 -i 0.2 -W 2 {IP_B}", net.ns_a);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !sh_ok(&ping) {
-        assert!(Instant::now() < deadline, "ping through the appliance failed\n{}", app.stdout());
+        assert!(
+            Instant::now() < deadline,
+            "ping through the appliance failed\n{}",
+            app.stdout()
+        );
     }
 
     // TCP: 12 MiB from ns_a to ns_b through the appliance, checked by size and sha256.
@@ -83,18 +87,39 @@ fn ping_and_tcp_transfer_cross_the_appliance() {
     let deadline = Instant::now() + Duration::from_secs(20);
     // The server may not be listening yet: retry until the connection is accepted.
     while !sh_ok(&client) {
-        assert!(Instant::now() < deadline, "TCP client could not connect through the appliance");
+        assert!(
+            Instant::now() < deadline,
+            "TCP client could not connect through the appliance"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let st = server.wait().expect("socat server");
     assert!(st.success(), "socat server failed: {st}");
 
-    assert_eq!(std::fs::metadata(&dst).unwrap().len(), 12 << 20, "received size");
-    assert_eq!(sha256(&src), sha256(&dst), "sha256 of sent and received data");
+    assert_eq!(
+        std::fs::metadata(&dst).unwrap().len(),
+        12 << 20,
+        "received size"
+    );
+    assert_eq!(
+        sha256(&src),
+        sha256(&dst),
+        "sha256 of sent and received data"
+    );
 
     let done = app.terminate(Duration::from_secs(30));
-    assert!(done.status.success(), "rampart: {}\n{}\n{}", done.status, done.stdout, done.stderr);
-    assert!(done.stdout.contains("rampart: stopped cleanly"), "{}", done.stdout);
+    assert!(
+        done.status.success(),
+        "rampart: {}\n{}\n{}",
+        done.status,
+        done.stdout,
+        done.stderr
+    );
+    assert!(
+        done.stdout.contains("rampart: stopped cleanly"),
+        "{}",
+        done.stdout
+    );
     // 12 MiB in <= 1500-byte segments: at least 8000 frames each way through in0 -> out0.
     let rx_in: u64 = done
         .stdout

@@ -16,7 +16,10 @@ fn frame(side: u8, i: usize) -> Vec<u8> {
     f[12..14].copy_from_slice(&[0x88, 0xb5]); // local experimental ethertype
     f[14..22].copy_from_slice(&(i as u64).to_be_bytes());
     for (k, b) in f[22..].iter_mut().enumerate() {
-        *b = (k as u8).wrapping_mul(31).wrapping_add(i as u8).wrapping_add(side);
+        *b = (k as u8)
+            .wrapping_mul(31)
+            .wrapping_add(i as u8)
+            .wrapping_add(side);
     }
     f
 }
@@ -34,9 +37,17 @@ fn pcap_pair_forwards_every_frame_exactly_once() {
     let d = |n: &str| dir.path(n).display().to_string();
     let mut args: Vec<String> = vec![
         "--inside".into(),
-        format!("net_pcap0,rx_pcap={},tx_pcap={}", d("in-rx.pcap"), d("in-tx.pcap")),
+        format!(
+            "net_pcap0,rx_pcap={},tx_pcap={}",
+            d("in-rx.pcap"),
+            d("in-tx.pcap")
+        ),
         "--outside".into(),
-        format!("net_pcap1,rx_pcap={},tx_pcap={}", d("out-rx.pcap"), d("out-tx.pcap")),
+        format!(
+            "net_pcap1,rx_pcap={},tx_pcap={}",
+            d("out-rx.pcap"),
+            d("out-tx.pcap")
+        ),
         "--idle-sleep-us".into(),
         "100".into(),
         "--stats-interval-ms".into(),
@@ -48,8 +59,18 @@ fn pcap_pair_forwards_every_frame_exactly_once() {
     args.extend(eal_args(&t));
     let app = Appliance::spawn(&args);
     let done = app.wait_exit(Duration::from_secs(60));
-    assert!(done.status.success(), "rampart failed: {}\n{}\n{}", done.status, done.stdout, done.stderr);
-    assert!(done.stdout.contains("rampart: stopped cleanly"), "{}", done.stdout);
+    assert!(
+        done.status.success(),
+        "rampart failed: {}\n{}\n{}",
+        done.status,
+        done.stdout,
+        done.stderr
+    );
+    assert!(
+        done.stdout.contains("rampart: stopped cleanly"),
+        "{}",
+        done.stdout
+    );
 
     // The tx pcap files are flushed when the ports close at shutdown.
     let got_out = read_pcap(&dir.path("out-tx.pcap"));
@@ -72,7 +93,10 @@ fn pcap_pair_forwards_every_frame_exactly_once() {
     assert!(in0.contains(&format!("tx {n_out:>12} pkts")), "{in0}");
     assert!(out0.contains(&format!("rx {n_out:>12} pkts")), "{out0}");
     assert!(out0.contains(&format!("tx {n_in:>12} pkts")), "{out0}");
-    assert!(in0.contains("dropped          0") && out0.contains("dropped          0"), "{in0}\n{out0}");
+    assert!(
+        in0.contains("dropped          0") && out0.contains("dropped          0"),
+        "{in0}\n{out0}"
+    );
     let bytes: usize = in_frames.iter().map(Vec::len).sum();
     assert!(in0.contains(&format!("{bytes:>14} bytes")), "{in0}");
 }

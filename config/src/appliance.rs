@@ -163,27 +163,40 @@ fn default_interval_ms() -> u64 {
 
 impl Default for EalSection {
     fn default() -> Self {
-        EalSection { args: default_eal_args() }
+        EalSection {
+            args: default_eal_args(),
+        }
     }
 }
 impl Default for WorkersSection {
     fn default() -> Self {
-        WorkersSection { count: default_workers(), idle_sleep_us: 0 }
+        WorkersSection {
+            count: default_workers(),
+            idle_sleep_us: 0,
+        }
     }
 }
 impl Default for MempoolSection {
     fn default() -> Self {
-        MempoolSection { mbufs: 0, cache: default_cache() }
+        MempoolSection {
+            mbufs: 0,
+            cache: default_cache(),
+        }
     }
 }
 impl Default for QueuesSection {
     fn default() -> Self {
-        QueuesSection { rx_desc: default_desc(), tx_desc: default_desc() }
+        QueuesSection {
+            rx_desc: default_desc(),
+            tx_desc: default_desc(),
+        }
     }
 }
 impl Default for StatsSection {
     fn default() -> Self {
-        StatsSection { interval_ms: default_interval_ms() }
+        StatsSection {
+            interval_ms: default_interval_ms(),
+        }
     }
 }
 
@@ -218,21 +231,36 @@ impl ApplianceConfig {
     /// Read and parse a TOML file. Does not validate.
     pub fn load(path: &Path) -> Result<Self, ApplianceConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ApplianceConfigError::Read { path: shown.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ApplianceConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
         Self::from_toml(&text, &shown)
     }
 
     /// Check every value the appliance depends on; the first problem is returned.
     pub fn validate(&self) -> Result<(), ApplianceConfigError> {
         let bad = |field: &str, reason: &str| {
-            Err(ApplianceConfigError::Invalid { field: field.into(), reason: reason.into() })
+            Err(ApplianceConfigError::Invalid {
+                field: field.into(),
+                reason: reason.into(),
+            })
         };
         if self.pairs.is_empty() {
-            return bad("pairs", "is empty: configure at least one inside/outside port pair");
+            return bad(
+                "pairs",
+                "is empty: configure at least one inside/outside port pair",
+            );
         }
         if self.pairs.len() * 2 > MAX_PORTS {
-            return bad("pairs", &format!("has {} pairs; at most {} are supported", self.pairs.len(), MAX_PORTS / 2));
+            return bad(
+                "pairs",
+                &format!(
+                    "has {} pairs; at most {} are supported",
+                    self.pairs.len(),
+                    MAX_PORTS / 2
+                ),
+            );
         }
         let mut names: Vec<&str> = Vec::new();
         for (i, p) in self.pairs.iter().enumerate() {
@@ -246,7 +274,10 @@ impl ApplianceConfig {
                     return bad(&field, &format!("{dev:?} contains whitespace"));
                 }
                 if names.contains(&name) {
-                    return bad(&field, &format!("uses device {name:?} twice; each port belongs to one pair"));
+                    return bad(
+                        &field,
+                        &format!("uses device {name:?} twice; each port belongs to one pair"),
+                    );
                 }
                 names.push(name);
             }
@@ -261,14 +292,25 @@ impl ApplianceConfig {
             return bad("mempool.cache", "is above DPDK's maximum of 512");
         }
         if self.mempool.mbufs != 0 && self.mempool.mbufs < 1024 {
-            return bad("mempool.mbufs", "is below 1024 (0 means: size it automatically)");
+            return bad(
+                "mempool.mbufs",
+                "is below 1024 (0 means: size it automatically)",
+            );
         }
-        for (field, v) in [("queues.rx_desc", self.queues.rx_desc), ("queues.tx_desc", self.queues.tx_desc)] {
+        for (field, v) in [
+            ("queues.rx_desc", self.queues.rx_desc),
+            ("queues.tx_desc", self.queues.tx_desc),
+        ] {
             if !(64..=16384).contains(&v) || !v.is_power_of_two() {
-                return bad(field, &format!("is {v}; use a power of two between 64 and 16384"));
+                return bad(
+                    field,
+                    &format!("is {v}; use a power of two between 64 and 16384"),
+                );
             }
         }
-        if self.eal.args.iter().any(|a| a == "--no-huge") && self.eal.args.iter().any(|a| a == "--in-memory") {
+        if self.eal.args.iter().any(|a| a == "--no-huge")
+            && self.eal.args.iter().any(|a| a == "--in-memory")
+        {
             return bad("eal.args", "combines --no-huge with --in-memory, which DPDK rejects; use --no-huge with --file-prefix=<unique>");
         }
         Ok(())
@@ -276,7 +318,10 @@ impl ApplianceConfig {
 
     /// Every device string, in port order: pair 0 inside, pair 0 outside, pair 1 inside, ...
     pub fn devices(&self) -> Vec<&str> {
-        self.pairs.iter().flat_map(|p| [p.inside.as_str(), p.outside.as_str()]).collect()
+        self.pairs
+            .iter()
+            .flat_map(|p| [p.inside.as_str(), p.outside.as_str()])
+            .collect()
     }
 
     /// Mbufs to allocate: the configured number, or enough for every descriptor ring plus
@@ -352,22 +397,37 @@ interval_ms = 500
     fn unknown_field_is_named() {
         let e = ApplianceConfig::from_toml("[workers]\ncont = 2\n", "f.toml").unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("cont") && msg.contains("f.toml") && msg.contains("line 2"), "{msg}");
+        assert!(
+            msg.contains("cont") && msg.contains("f.toml") && msg.contains("line 2"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn rejects_bad_values_naming_the_field() {
         let mut c = ApplianceConfig::from_toml(EXAMPLE, "t").unwrap();
         c.workers.count = 0;
-        assert!(c.validate().unwrap_err().to_string().contains("workers.count"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("workers.count"));
 
         let mut c = ApplianceConfig::from_toml(EXAMPLE, "t").unwrap();
         c.pairs[0].outside = "net_null0,size=64".into();
-        assert!(c.validate().unwrap_err().to_string().contains("pairs[0].outside"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("pairs[0].outside"));
 
         let mut c = ApplianceConfig::from_toml(EXAMPLE, "t").unwrap();
         c.queues.tx_desc = 1000;
-        assert!(c.validate().unwrap_err().to_string().contains("queues.tx_desc"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("queues.tx_desc"));
 
         let mut c = ApplianceConfig::from_toml(EXAMPLE, "t").unwrap();
         c.pairs.clear();
@@ -380,7 +440,11 @@ interval_ms = 500
 
     #[test]
     fn control_table_passes_through() {
-        let c = ApplianceConfig::from_toml("[control]\nnode = \"a\"\n[control.broker]\nuri = \"amqp://x\"\n", "t").unwrap();
+        let c = ApplianceConfig::from_toml(
+            "[control]\nnode = \"a\"\n[control.broker]\nuri = \"amqp://x\"\n",
+            "t",
+        )
+        .unwrap();
         let t = c.control.unwrap();
         assert_eq!(t["node"].as_str(), Some("a"));
     }
@@ -389,7 +453,10 @@ interval_ms = 500
     fn mempool_grows_with_workers_and_ports() {
         let mut c = ApplianceConfig::from_toml(EXAMPLE, "t").unwrap();
         c.workers.count = 4;
-        c.pairs.push(PortPairConfig { inside: "a".into(), outside: "b".into() });
+        c.pairs.push(PortPairConfig {
+            inside: "a".into(),
+            outside: "b".into(),
+        });
         let n = c.mempool_size();
         assert!(n >= 4 * 4 * 2048 && (n + 1).is_power_of_two(), "{n}");
     }

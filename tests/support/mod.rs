@@ -17,7 +17,11 @@ pub fn tag(name: &str) -> String {
 
 /// Run a command line through `sh -c`; panic with its output when it fails.
 pub fn sh(cmd: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("spawn sh");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("spawn sh");
     if !out.status.success() {
         panic!(
             "command failed ({}): {cmd}\nstdout: {}\nstderr: {}",
@@ -103,7 +107,11 @@ impl Appliance {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         collect(child.stdout.take().unwrap(), stdout.clone());
         collect(child.stderr.take().unwrap(), stderr.clone());
-        Appliance { child, stdout, stderr }
+        Appliance {
+            child,
+            stdout,
+            stderr,
+        }
     }
 
     /// Everything printed to stdout so far.
@@ -115,7 +123,13 @@ impl Appliance {
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.stdout.lock().unwrap().iter().any(|l| l.contains(needle)) {
+            if self
+                .stdout
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(needle))
+            {
                 return;
             }
             if let Ok(Some(st)) = self.child.try_wait() {
@@ -146,7 +160,10 @@ impl Appliance {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("rampart did not exit within {timeout:?}\nstdout:\n{}", self.stdout());
+                panic!(
+                    "rampart did not exit within {timeout:?}\nstdout:\n{}",
+                    self.stdout()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         };
@@ -206,9 +223,13 @@ impl NetnsPair {
             sh(&format!("ip link add {host} type veth peer name {inner}"));
             sh(&format!("ip link set {inner} netns {ns}"));
             sh(&format!("ip netns exec {ns} ip link set lo up"));
-            sh(&format!("ip netns exec {ns} ip addr add {ip}/24 dev {inner}"));
+            sh(&format!(
+                "ip netns exec {ns} ip addr add {ip}/24 dev {inner}"
+            ));
             sh(&format!("ip netns exec {ns} ip link set {inner} up"));
-            sh(&format!("ip netns exec {ns} ethtool -K {inner} tx off tso off gso off gro off"));
+            sh(&format!(
+                "ip netns exec {ns} ethtool -K {inner} tx off tso off gso off gro off"
+            ));
             sh(&format!("ethtool -K {host} tx off tso off gso off gro off"));
             // The host ends carry no addresses: keep IPv6 autoconf chatter off them.
             let _ = sh_ok(&format!("sysctl -qw net.ipv6.conf.{host}.disable_ipv6=1"));
@@ -227,8 +248,14 @@ impl NetnsPair {
     }
 
     fn cleanup(&self) {
-        let _ = sh_ok(&format!("ip netns pids {0} | xargs -r kill -9; ip netns del {0}", self.ns_a));
-        let _ = sh_ok(&format!("ip netns pids {0} | xargs -r kill -9; ip netns del {0}", self.ns_b));
+        let _ = sh_ok(&format!(
+            "ip netns pids {0} | xargs -r kill -9; ip netns del {0}",
+            self.ns_a
+        ));
+        let _ = sh_ok(&format!(
+            "ip netns pids {0} | xargs -r kill -9; ip netns del {0}",
+            self.ns_b
+        ));
         let _ = sh_ok(&format!("ip link del {}", self.host_a));
         let _ = sh_ok(&format!("ip link del {}", self.host_b));
     }
@@ -286,7 +313,10 @@ pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
     let data = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     assert!(data.len() >= 24, "{} is not a pcap file", path.display());
     let magic = u32::from_le_bytes(data[0..4].try_into().unwrap());
-    assert!(magic == 0xa1b2_c3d4 || magic == 0xa1b2_3c4d, "unexpected pcap magic {magic:#x}");
+    assert!(
+        magic == 0xa1b2_c3d4 || magic == 0xa1b2_3c4d,
+        "unexpected pcap magic {magic:#x}"
+    );
     let mut frames = Vec::new();
     let mut off = 24;
     while off + 16 <= data.len() {

@@ -19,5 +19,7 @@ pub fn strerror(errno: i32) -> String {
         return format!("error {errno}");
     }
     // SAFETY: non-null NUL-terminated string from rte_strerror, see above.
-    unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(ptr) }
+        .to_string_lossy()
+        .into_owned()
 }

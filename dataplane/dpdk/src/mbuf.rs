@@ -208,7 +208,10 @@ impl<const N: usize> Default for MbufBurst<N> {
 
 impl<const N: usize> std::fmt::Debug for MbufBurst<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MbufBurst").field("len", &self.len).field("capacity", &N).finish()
+        f.debug_struct("MbufBurst")
+            .field("len", &self.len)
+            .field("capacity", &N)
+            .finish()
     }
 }
 
@@ -295,7 +298,9 @@ impl<const N: usize> MbufBurst<N> {
         self.len -= 1;
         // SAFETY: slot `len` held an owned non-null mbuf; it is no longer counted, so ownership
         // moves to the returned Mbuf.
-        Some(Mbuf::from_nonnull(unsafe { NonNull::new_unchecked(self.ptrs[self.len]) }))
+        Some(Mbuf::from_nonnull(unsafe {
+            NonNull::new_unchecked(self.ptrs[self.len])
+        }))
     }
 
     /// Keep the mbufs for which `keep(index, mbuf)` is true (order preserved); move the others
@@ -314,7 +319,9 @@ impl<const N: usize> MbufBurst<N> {
             let p = self.ptrs[i];
             // SAFETY: slot i < len is an owned non-null mbuf; the reference lives only for the
             // call and the slot is not modified while it exists.
-            let keep_it = keep(i, unsafe { &*(&self.ptrs[i] as *const *mut sys::rte_mbuf as *const Mbuf) });
+            let keep_it = keep(i, unsafe {
+                &*(&self.ptrs[i] as *const *mut sys::rte_mbuf as *const Mbuf)
+            });
             if keep_it {
                 self.ptrs[kept] = p;
                 kept += 1;
@@ -355,7 +362,10 @@ impl<const N: usize> MbufBurst<N> {
         self.len = 0;
         for i in 0..n {
             // SAFETY: slot i < n held an owned non-null mbuf and is no longer counted.
-            f(i, Mbuf::from_nonnull(unsafe { NonNull::new_unchecked(self.ptrs[i]) }));
+            f(
+                i,
+                Mbuf::from_nonnull(unsafe { NonNull::new_unchecked(self.ptrs[i]) }),
+            );
         }
     }
 
@@ -403,7 +413,10 @@ impl<const N: usize> MbufBurst<N> {
     #[inline(always)]
     pub(crate) fn spare_raw(&mut self) -> (*mut *mut sys::rte_mbuf, usize) {
         // SAFETY: len <= N so the offset is in bounds (or one past the end when full).
-        (unsafe { self.ptrs.as_mut_ptr().add(self.len) }, N - self.len)
+        (
+            unsafe { self.ptrs.as_mut_ptr().add(self.len) },
+            N - self.len,
+        )
     }
 
     /// Count `n` newly written slots after the current length as held.

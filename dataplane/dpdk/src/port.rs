@@ -307,7 +307,8 @@ impl Port {
 
         let (mut rx_desc, mut tx_desc) = (cfg.rx_desc, cfg.tx_desc);
         // SAFETY: valid pointers to two u16 the call may adjust.
-        let ret = unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(id.0, &mut rx_desc, &mut tx_desc) };
+        let ret =
+            unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(id.0, &mut rx_desc, &mut tx_desc) };
         if ret != 0 {
             return Err(setup_err("rte_eth_dev_adjust_nb_rx_tx_desc", ret));
         }
@@ -318,7 +319,14 @@ impl Port {
             // SAFETY: the port is configured with rx_queues queues; NULL rxconf = driver
             // defaults; the mempool stays alive (held by PortShared) while the port exists.
             let ret = unsafe {
-                sys::rte_eth_rx_queue_setup(id.0, q, rx_desc, socket, std::ptr::null(), pool.as_ptr())
+                sys::rte_eth_rx_queue_setup(
+                    id.0,
+                    q,
+                    rx_desc,
+                    socket,
+                    std::ptr::null(),
+                    pool.as_ptr(),
+                )
             };
             if ret != 0 {
                 return Err(setup_err("rte_eth_rx_queue_setup", ret));
@@ -326,7 +334,8 @@ impl Port {
         }
         for q in 0..cfg.tx_queues {
             // SAFETY: the port is configured with tx_queues queues; NULL txconf = defaults.
-            let ret = unsafe { sys::rte_eth_tx_queue_setup(id.0, q, tx_desc, socket, std::ptr::null()) };
+            let ret =
+                unsafe { sys::rte_eth_tx_queue_setup(id.0, q, tx_desc, socket, std::ptr::null()) };
             if ret != 0 {
                 return Err(setup_err("rte_eth_tx_queue_setup", ret));
             }
@@ -530,8 +539,10 @@ fn port_name(id: PortId) -> String {
 
 fn probe_reason(ret: i32) -> String {
     match -ret {
-        2 | 19 => "no such device or no driver for it (check the vdev name / PCI address)".into(),
-        17 => "device already exists".into(),
-        _ => strerror(ret),
+        17 => "a device with that name already exists".into(),
+        _ => format!(
+            "no driver accepted it; check the vdev name, PCI address and arguments ({})",
+            strerror(ret)
+        ),
     }
 }
