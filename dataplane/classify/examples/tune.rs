@@ -1,4 +1,4 @@
-//! Tuning aid: min-of-N timings of lookup variants and tree parameters on a ClassBench set,
+//! Tuning aid: min-of-N thread-CPU-time timings of tree parameters on a ClassBench set,
 //! interleaved so machine noise hits all variants alike.
 //! `cargo run --release -p rampart-classify --example tune -- RULES TRACE`
 
@@ -77,7 +77,7 @@ fn main() {
     }
     for (i, (name, _)) in sets.iter().enumerate() {
         println!(
-            "{name}: grouped {:.2} Mpps, single {:.2} Mpps",
+            "{name}: classify_index_bulk {:.2} Mpps, classify {:.2} Mpps",
             pkts.len() as f64 / best[2 * i] / 1e6,
             pkts.len() as f64 / best[2 * i + 1] / 1e6
         );

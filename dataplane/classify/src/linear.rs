@@ -14,11 +14,12 @@ pub struct Linear {
 
 /// Whether `rule` matches `p` (monitor flags ignored).
 pub fn rule_matches(rule: &ResolvedRule, p: &PacketFields) -> bool {
-    let dir_ok = match (rule.direction, p.direction) {
-        (Direction::Both, _) => true,
-        (Direction::In, PacketDirection::In) | (Direction::Out, PacketDirection::Out) => true,
-        _ => false,
-    };
+    let dir_ok = matches!(
+        (rule.direction, p.direction),
+        (Direction::Both, _)
+            | (Direction::In, PacketDirection::In)
+            | (Direction::Out, PacketDirection::Out)
+    );
     dir_ok
         && rule.vlan.is_none_or(|v| p.vlan == Some(v))
         && rule.vni.is_none_or(|v| p.vni == Some(v))

@@ -257,8 +257,8 @@ impl<S: Space> Builder<'_, S> {
             let (blo, bhi) = col[m as usize];
             let a = (blo.max(lo[dim]) - lo[dim]) >> shift;
             let z = (bhi.min(hi[dim]) - lo[dim]) >> shift;
-            for c in a as usize..=z as usize {
-                children[c].push(m);
+            for child in &mut children[a as usize..=z as usize] {
+                child.push(m);
             }
         }
         drop(members);
