@@ -163,7 +163,13 @@ fn policy(rules: Vec<ResolvedRule>, default: Action) -> ValidatedPolicy {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    // Fixed seed: `make test` must be deterministic (a new seed is a code change, reviewed).
+    #![proptest_config(ProptestConfig {
+        cases: 96,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x00c1_a55f),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn compiled_agrees_with_linear(
