@@ -13,6 +13,9 @@
 //!    an allowed one is [`FlowTable::insert`]ed (rule id + generation) and then tracked.
 //! 4. Once per loop: [`FlowTable::expire_burst`] with a small budget.
 //!
+//! With `FragmentPolicy::Deliver` in the parser, [`FragmentCache`] lets later fragments
+//! follow the verdict their first fragment got (see [`frag`]).
+//!
 //! Handles are only valid within the burst that produced them. The TCP/UDP/ICMP state
 //! machines and strict mode are described in [`state`]; layout, expiry and the full-table
 //! eviction policy in [`table`]. [`FlowTable::iter`] and [`FlowTable::stats`] serve
@@ -20,12 +23,14 @@
 
 mod config;
 mod flow;
+pub mod frag;
 mod packet;
 pub mod state;
 pub mod table;
 
 pub use config::{FlowConfig, FlowConfigError, Timeouts, MAX_CAPACITY};
 pub use flow::{Direction, Flow, RuleId};
+pub use frag::{FragStats, FragVerdict, FragmentCache};
 pub use packet::PacketInfo;
 pub use state::{FlowState, TrackError, TrackVerdict};
 pub use table::{FlowHandle, FlowStats, FlowTable, Hit, InsertError, BURST_MAX, TICK_SHIFT};

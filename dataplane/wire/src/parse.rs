@@ -13,7 +13,8 @@
 //! no ports. With [`FragmentPolicy::Drop`] (the default) they are rejected as
 //! [`ParseError::NonFirstFragment`]; with [`FragmentPolicy::Deliver`] they are returned with
 //! [`Fragment::Later`] and ports 0, and the pipeline must not classify them by port (it may
-//! only apply address/protocol rules, or match them to the first fragment's verdict).
+//! only apply address/protocol rules, or give them the first fragment's verdict, which is
+//! what `rampart_flow::FragmentCache` remembers).
 //!
 //! # Tunnels
 //! A UDP datagram to the configured VXLAN or Geneve port is decapsulated once: the inner
