@@ -5,7 +5,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bus;
 mod explain;
+mod publish;
+mod stats;
+mod status;
 mod validate;
 
 /// Rampart control CLI.
@@ -25,6 +29,12 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::Command),
+    /// Publish a policy document to the nodes (RabbitMQ, publisher confirms).
+    Publish(publish::Args),
+    /// Show each node's RealizedState (enforced generation, last outcome).
+    Status(status::Args),
+    /// Show a node's metrics as a table.
+    Stats(stats::Args),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -33,5 +43,8 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Validate(a) => validate::run(&a),
         Command::Explain(a) => explain::run(&a),
         Command::Bench(c) => bench::run(&c),
+        Command::Publish(a) => publish::run(&a),
+        Command::Status(a) => status::run(&a),
+        Command::Stats(a) => stats::run(&a),
     }
 }
