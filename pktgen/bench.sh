@@ -20,13 +20,18 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 pg() { "$PKTGEN" --eal "-l 0 --no-pci ${MEM[*]} --file-prefix=pgb$$ --log-level=lib.eal:error" -q --json "$@" 2>/dev/null | tail -1; }
 field() { python3 -c "import json,sys; d=json.loads(sys.stdin.read()); print($1)"; }
 
-echo "## TX ceiling, 64 B, one core, ${SECS}s each"
-for round in 1 2; do
-  t=$(pg --tx-port net_null0 --rx-port net_ring0 --duration "$SECS" --flows 10000 | field 'round(d["total"]["tx_pps"]/1e6,2)')
-  tp=$(timeout -s INT $((SECS + 3)) dpdk-testpmd -l 0,1 --no-pci "${MEM[@]}" --file-prefix=tpb$$ --vdev net_null0 --log-level=lib.eal:error -- \
-        --forward-mode=txonly --txpkts=60 --auto-start --stats-period=1 --nb-cores=1 2>/dev/null \
-      | awk '/Tx-pps:/ {v=$NF} END {printf "%.2f", v/1e6}') || true
-  echo "round $round: pktgen $t Mpps, testpmd txonly $tp Mpps"
+echo "## TX ceiling, 64 B, one core, ${SECS}s each (testpmd: last 1-s stats period)"
+tpmd() {
+  timeout -s INT $((SECS + 3)) dpdk-testpmd -l 0,1 --no-pci "${MEM[@]}" --file-prefix=tpb$$ --vdev net_null0 --log-level=lib.eal:error -- \
+      --forward-mode=txonly --txpkts=60 --auto-start --stats-period=1 --nb-cores=1 "$@" 2>/dev/null \
+    | awk '/Tx-pps:/ {v=$2} END {printf "%.2f", v/1e6}' || true
+}
+for round in 1 2 3; do
+  p1=$(pg --tx-port net_null0 --rx-port net_ring0 --duration "$SECS" --flows 1 | field 'round(d["total"]["tx_pps"]/1e6,2)')
+  t1=$(tpmd)
+  p2=$(pg --tx-port net_null0 --rx-port net_ring0 --duration "$SECS" --flows 10000 | field 'round(d["total"]["tx_pps"]/1e6,2)')
+  t2=$(tpmd --txonly-multi-flow)
+  echo "round $round: 1 flow: pktgen $p1 Mpps, testpmd txonly $t1 Mpps | many flows: pktgen (10K flows) $p2 Mpps, testpmd txonly-multi-flow $t2 Mpps"
 done
 
 echo "## memif loopback at max rate, ${SECS}s each"
