@@ -801,3 +801,64 @@ fn timeout_table(t: &Timeouts) -> Result<[u32; FlowState::COUNT], FlowConfigErro
 fn prefetch<T>(r: &T) {
     mem_prefetch::prefetch_read_data::<T, 3>(r);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rampart_wire::proto;
+
+    fn key(i: u32) -> FlowKey {
+        let b = i.to_be_bytes();
+        FlowKey::v4(
+            [10, b[1], b[2], b[3]],
+            [192, 168, 0, 1],
+            proto::UDP,
+            1000,
+            53,
+        )
+    }
+
+    /// Keys chosen to share one home bucket overflow into the next ones; lookups, bursts and
+    /// removals must still find them, and the overflow count must return to zero.
+    #[test]
+    fn overflowing_buckets() {
+        let mut t = FlowTable::new(&FlowConfig {
+            capacity: 200,
+            ..FlowConfig::default()
+        })
+        .unwrap();
+        let same: Vec<FlowKey> = (0..100_000)
+            .map(key)
+            .filter(|k| t.home(t.hash(&k.canonical().0)) == 5)
+            .take(40)
+            .collect();
+        assert_eq!(same.len(), 40);
+        for k in &same {
+            t.insert(k, RuleId(1), 1, 0).unwrap();
+        }
+        assert_eq!(t.buckets[5].overflow, 25);
+        assert!(t.max_probe >= 2);
+        let mut out = [None; 40];
+        t.lookup_burst(&same, 0, &mut out);
+        assert!(out.iter().all(|h| h.is_some()));
+        for k in &same {
+            assert_eq!(
+                t.lookup(&k.reversed(), 0).map(|h| h.dir),
+                Some(Direction::Reply)
+            );
+        }
+        for k in &same[..20] {
+            let h = t.lookup(k, 0).unwrap();
+            assert!(t.remove(h.handle));
+        }
+        for k in &same[20..] {
+            assert!(t.lookup(k, 0).is_some());
+        }
+        for k in &same[20..] {
+            let h = t.lookup(k, 0).unwrap();
+            assert!(t.remove(h.handle));
+        }
+        assert_eq!(t.buckets[5].overflow, 0);
+        assert!(t.buckets.iter().all(|b| b.slots.iter().all(|&s| s == 0)));
+    }
+}

@@ -54,10 +54,44 @@ proptest! {
 
     #[test]
     fn table_matches_a_map(ops in prop::collection::vec(op(), 1..200), seed in any::<u64>()) {
-        let mut t = FlowTable::new(&FlowConfig { capacity: 512, hash_seed: seed, ..FlowConfig::default() }).unwrap();
+        run(ops, seed, 512, u8::MAX)?;
+    }
+
+    /// 30 flows in 3 buckets of 15 slots: entries overflow into neighbouring buckets all the
+    /// time, so this exercises the overflow counts and the probing on insert, lookup and free.
+    #[test]
+    fn tiny_table_with_overflow(ops in prop::collection::vec(op(), 1..300), seed in any::<u64>()) {
+        run(ops, seed, 30, 30)?;
+    }
+}
+
+fn run(ops: Vec<Op>, seed: u64, capacity: u32, keys: u8) -> Result<(), TestCaseError> {
+    let m = |i: u8| i % keys;
+    let ops: Vec<Op> = ops
+        .into_iter()
+        .map(|op| match op {
+            Op::Insert(i, r) => Op::Insert(m(i), r),
+            Op::Remove(i) => Op::Remove(m(i)),
+            Op::Lookup(i, r) => Op::Lookup(m(i), r),
+            Op::Burst(v) => Op::Burst(v.into_iter().map(|(i, r)| (m(i), r)).collect()),
+        })
+        .collect();
+    {
+        let mut t = FlowTable::new(&FlowConfig {
+            capacity,
+            hash_seed: seed,
+            ..FlowConfig::default()
+        })
+        .unwrap();
         let mut model: HashMap<FlowKey, FlowKey> = HashMap::new(); // canonical -> originator
         let dir_in_model = |model: &HashMap<FlowKey, FlowKey>, k: &FlowKey| {
-            model.get(&k.canonical().0).map(|o| if o == k { Direction::Original } else { Direction::Reply })
+            model.get(&k.canonical().0).map(|o| {
+                if o == k {
+                    Direction::Original
+                } else {
+                    Direction::Reply
+                }
+            })
         };
         for op in ops {
             match op {
@@ -101,4 +135,5 @@ proptest! {
         }
         prop_assert_eq!(t.iter().count(), model.len());
     }
+    Ok(())
 }
