@@ -318,6 +318,22 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         bail!("--loss must be in [0, 100)");
     }
 
+    // Streams are built (and every spec error reported) before EAL starts; the real MAC
+    // addresses are filled in once the ports are up.
+    let placeholder = Macs {
+        tx: [0x02, 0, 0, 0, 0, 1],
+        rx: [0x02, 0, 0, 0, 0, 2],
+    };
+    let mut streams = specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            s.build(i, &placeholder).with_context(|| {
+                format!("stream {}", s.name.clone().unwrap_or_else(|| i.to_string()))
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
     let eal = Eal::init(&eal_args(cli)).context("EAL")?;
     let hz = rampart_dpdk::tsc_hz();
     let pool = Mempool::create(&MempoolConfig {
@@ -345,15 +361,9 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         tx: tx_port.mac(),
         rx: rx_port.mac(),
     };
-    let streams = specs
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            s.build(i, &macs).with_context(|| {
-                format!("stream {}", s.name.clone().unwrap_or_else(|| i.to_string()))
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    for s in &mut streams {
+        s.set_macs(&macs);
+    }
     let mut gen = Generator::new(streams, hz);
     let mut io = Io {
         tx_port,

@@ -344,9 +344,23 @@ pub struct Stream {
     pub eth: EthernetRepr,
     /// TTL of frames built per packet.
     pub ttl: u8,
+    /// Frames keep their own Ethernet addresses (pcap replay).
+    pub keep_macs: bool,
 }
 
 impl Stream {
+    /// Addresses generated frames from `macs.tx` to `macs.rx` (pcap replays keep the
+    /// addresses they were captured with).
+    pub fn set_macs(&mut self, macs: &Macs) {
+        self.eth.src = macs.tx;
+        self.eth.dst = macs.rx;
+        if !self.keep_macs {
+            for t in &mut self.frames {
+                t.set_macs(macs.rx, macs.tx);
+            }
+        }
+    }
+
     /// Index of the template for the next packet, advancing the position.
     #[inline]
     pub fn next_frame(&mut self) -> usize {
@@ -606,6 +620,7 @@ impl StreamSpec {
                         + FCS_LEN as f64,
                     eth,
                     ttl: self.ttl,
+                    keep_macs: false,
                 })
             }
             Mode::Stateless => {
@@ -635,6 +650,7 @@ impl StreamSpec {
                     avg_frame_size,
                     eth,
                     ttl: self.ttl,
+                    keep_macs: false,
                 })
             }
         }
@@ -722,6 +738,7 @@ impl StreamSpec {
             avg_frame_size,
             eth,
             ttl: self.ttl,
+            keep_macs: self.pcap.is_some(),
         })
     }
 }
@@ -819,6 +836,26 @@ mod tests {
         assert_eq!(p.vni, Some(7));
         assert_eq!(p.key.src_ip(), "2001:db8::6".parse::<IpAddr>().unwrap());
         assert_eq!(p.key.src_port, 1007);
+    }
+
+    #[test]
+    fn macs_are_set_after_building_except_for_pcap_frames() {
+        let mut s = StreamSpec {
+            vlan: Some(3),
+            ..StreamSpec::default()
+        }
+        .build(0, &MACS)
+        .unwrap();
+        let real = Macs {
+            tx: [0xaa; 6],
+            rx: [0xbb; 6],
+        };
+        s.set_macs(&real);
+        let t = s.space.clone().unwrap().tuple(0);
+        let f = frame_of(&mut s, &t);
+        assert_eq!((&f[..6], &f[6..12]), (&[0xbb; 6][..], &[0xaa; 6][..]));
+        assert_eq!((s.eth.src, s.eth.dst), ([0xaa; 6], [0xbb; 6]));
+        assert!(parse(&f, &ParseConfig::default()).is_ok());
     }
 
     #[test]

@@ -204,6 +204,14 @@ impl Template {
         }
     }
 
+    /// Sets the (outermost) Ethernet destination and source addresses; no checksum covers them.
+    pub fn set_macs(&mut self, dst: [u8; 6], src: [u8; 6]) {
+        if self.frame.len() >= 12 {
+            self.frame[..6].copy_from_slice(&dst);
+            self.frame[6..12].copy_from_slice(&src);
+        }
+    }
+
     /// Frame length in bytes (without the FCS).
     #[inline]
     pub fn len(&self) -> usize {
