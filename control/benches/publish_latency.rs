@@ -27,8 +27,21 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` does not: then a quick smoke run.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let default_sizes = if smoke { "100" } else { "1000,10000,100000" };
+    if smoke
+        && std::net::TcpStream::connect_timeout(
+            &"127.0.0.1:5672".parse().unwrap(),
+            Duration::from_millis(500),
+        )
+        .is_err()
+    {
+        eprintln!("publish_latency smoke run: no broker at 127.0.0.1:5672, skipped");
+        return;
+    }
     let sizes: Vec<usize> = arg("--sizes")
-        .unwrap_or_else(|| "1000,10000,100000".into())
+        .unwrap_or_else(|| default_sizes.into())
         .split(',')
         .map(|s| {
             s.trim()
@@ -36,7 +49,8 @@ fn main() {
                 .expect("--sizes: comma-separated rule counts")
         })
         .collect();
-    let reps: usize = arg("--reps").map_or(5, |r| r.parse().expect("--reps N"));
+    let reps: usize =
+        arg("--reps").map_or(if smoke { 1 } else { 5 }, |r| r.parse().expect("--reps N"));
     let uri = std::env::var("RAMPART_BENCH_AMQP_URI")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
 
@@ -64,8 +78,15 @@ fn main() {
             }
         })
     };
-    let plane = ControlPlane::spawn_with(cfg, table.clone(), SpawnOptions { sighup: false })
-        .expect("control plane");
+    let plane = ControlPlane::spawn_with(
+        cfg,
+        table.clone(),
+        SpawnOptions {
+            sighup: false,
+            ..SpawnOptions::default()
+        },
+    )
+    .expect("control plane");
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

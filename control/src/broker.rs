@@ -6,6 +6,7 @@ use crate::apply::Applier;
 use crate::backoff::Backoff;
 use crate::config::BrokerConfig;
 use crate::connect::{self, ConnectError};
+use crate::metrics::ControlCounters;
 use crate::policy::{self, Refusal};
 use crate::status::RealizedState;
 use crate::topology;
@@ -15,6 +16,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -54,6 +56,8 @@ pub struct BrokerSource {
     pub applier: Applier,
     /// Latest report, shared with the handle (metrics, tests).
     pub reports: watch::Sender<Option<RealizedState>>,
+    /// Counters for the metrics endpoint.
+    pub counters: Arc<ControlCounters>,
 }
 
 impl BrokerSource {
@@ -87,7 +91,9 @@ impl BrokerSource {
     ) -> Result<(), SessionError> {
         let node = &self.applier.node;
         let conn = connect::connect(&self.cfg, &format!("rampart node {node}")).await?;
+        self.counters.set_connected(true);
         let result = self.consume(&conn, backoff, shutdown).await;
+        self.counters.set_connected(false);
         // Graceful close on shutdown; on errors the connection is usually gone already.
         let _ = conn
             .close(200, "rampart control plane stopping".into())
@@ -211,6 +217,7 @@ impl BrokerSource {
     async fn publish(&self, ch: &Channel, report: RealizedState) -> Result<(), SessionError> {
         debug!(?report, "status");
         let body = report.to_json();
+        self.counters.record(&report);
         let _ = self.reports.send(Some(report));
         ch.basic_publish(
             self.cfg.names.status_exchange.as_str().into(),

@@ -33,6 +33,9 @@ pub struct ControlConfig {
     /// How often the file source looks at the policy file's mtime (SIGHUP reloads at once).
     #[serde(default = "default_file_poll_ms")]
     pub file_poll_ms: u64,
+    /// `host:port` of the Prometheus metrics endpoint served by the control thread (off if unset).
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
 }
 
 /// What the appliance does at boot when it has no policy at all.
@@ -159,6 +162,7 @@ impl ControlConfig {
             no_policy: NoPolicy::default(),
             quiescent_timeout_ms: default_quiescent_timeout_ms(),
             file_poll_ms: default_file_poll_ms(),
+            metrics_listen: None,
         }
     }
 

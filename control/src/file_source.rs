@@ -4,9 +4,11 @@
 //! stays.
 
 use crate::apply::Applier;
+use crate::metrics::ControlCounters;
 use crate::policy::{self, Refusal};
 use crate::status::RealizedState;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -23,6 +25,8 @@ pub struct FileSource {
     pub applier: Applier,
     /// Latest report, shared with the handle.
     pub reports: watch::Sender<Option<RealizedState>>,
+    /// Counters for the metrics endpoint.
+    pub counters: Arc<ControlCounters>,
 }
 
 type Stamp = Option<(SystemTime, u64)>;
@@ -74,6 +78,7 @@ impl FileSource {
         let applier = self.applier.clone();
         let path = self.path.clone();
         let reports = self.reports.clone();
+        let counters = self.counters.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let report = match applier.compile(policy::parse_path(&path)) {
                 Ok(compiled) => {
@@ -99,6 +104,7 @@ impl FileSource {
                     applier.refusal_report(&refusal)
                 }
             };
+            counters.record(&report);
             let _ = reports.send(Some(report));
         })
         .await;

@@ -7,8 +7,11 @@ use crate::apply::Applier;
 use crate::broker::BrokerSource;
 use crate::config::ControlConfig;
 use crate::file_source::FileSource;
+use crate::metrics::{self, ControlCounters, MetricsSource};
 use crate::status::RealizedState;
 use rampart_classify::table::TableHandle;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -19,6 +22,15 @@ pub enum SpawnError {
     /// Neither a broker nor a policy file is configured: nothing would ever change the policy.
     #[error("control plane has no policy source: configure a broker or a policy_file")]
     NoSource,
+    /// The metrics endpoint could not listen on `metrics_listen`.
+    #[error("metrics endpoint {addr}: {source}")]
+    Metrics {
+        /// The configured address.
+        addr: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The runtime or the thread could not be created.
     #[error("starting the control thread: {0}")]
     Thread(#[from] std::io::Error),
@@ -28,19 +40,25 @@ pub enum SpawnError {
 pub struct ControlPlane {
     shutdown: watch::Sender<bool>,
     reports: watch::Receiver<Option<RealizedState>>,
+    metrics_addr: Option<SocketAddr>,
     thread: Option<JoinHandle<()>>,
 }
 
 /// Options the binary and tests choose; the config file does not.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct SpawnOptions {
     /// Reload the policy file on SIGHUP (only meaningful without a broker).
     pub sighup: bool,
+    /// The dataplane's series for the metrics endpoint (with `metrics_listen` set).
+    pub metrics: Option<Arc<dyn MetricsSource>>,
 }
 
 impl Default for SpawnOptions {
     fn default() -> Self {
-        Self { sighup: true }
+        Self {
+            sighup: true,
+            metrics: None,
+        }
     }
 }
 
@@ -65,6 +83,20 @@ impl ControlPlane {
             .max_blocking_threads(2)
             .thread_name("rampart-control-blocking")
             .build()?;
+        let metrics_listener = match &cfg.metrics_listen {
+            Some(addr) => {
+                let l = std::net::TcpListener::bind(addr.as_str())
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .map_err(|source| SpawnError::Metrics {
+                        addr: addr.clone(),
+                        source,
+                    })?;
+                Some(l)
+            }
+            None => None,
+        };
+        let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let counters = Arc::new(ControlCounters::new());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (reports_tx, reports_rx) = watch::channel(None);
         let applier = Applier {
@@ -74,16 +106,33 @@ impl ControlPlane {
             last_good_path: cfg.last_good_path(),
             quiescent_timeout: cfg.quiescent_timeout(),
         };
+        let (metrics_table, metrics_counters) = (applier.table.clone(), counters.clone());
+        let metrics_shutdown = shutdown_rx.clone();
         let thread = std::thread::Builder::new()
             .name("rampart-control".into())
             .spawn(move || {
                 runtime.block_on(async move {
+                    if let Some(listener) = metrics_listener {
+                        match tokio::net::TcpListener::from_std(listener) {
+                            Ok(l) => {
+                                tokio::spawn(metrics::serve(
+                                    l,
+                                    metrics_table,
+                                    metrics_counters,
+                                    opts.metrics,
+                                    metrics_shutdown,
+                                ));
+                            }
+                            Err(e) => tracing::warn!(error = %e, "metrics endpoint disabled"),
+                        }
+                    }
                     match cfg.broker {
                         Some(broker) => {
                             BrokerSource {
                                 cfg: broker,
                                 applier,
                                 reports: reports_tx,
+                                counters,
                             }
                             .run(shutdown_rx)
                             .await
@@ -95,6 +144,7 @@ impl ControlPlane {
                                 sighup: opts.sighup,
                                 applier,
                                 reports: reports_tx,
+                                counters,
                             }
                             .run(shutdown_rx)
                             .await
@@ -107,6 +157,7 @@ impl ControlPlane {
         Ok(Self {
             shutdown: shutdown_tx,
             reports: reports_rx,
+            metrics_addr,
             thread: Some(thread),
         })
     }
@@ -114,6 +165,11 @@ impl ControlPlane {
     /// The latest report (applied / rejected / stale / current); `changed()` wakes on each.
     pub fn reports(&self) -> watch::Receiver<Option<RealizedState>> {
         self.reports.clone()
+    }
+
+    /// Where the metrics endpoint listens (the bound port when configured as `:0`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Stop consuming, close the broker connection, and join the thread. A document being

@@ -38,8 +38,15 @@ fn boots_from_the_persisted_policy_with_the_broker_unreachable() {
 
     let table = TableHandle::new(boot.ruleset);
     let worker = Worker::start(&table);
-    let plane =
-        ControlPlane::spawn_with(cfg, table.clone(), SpawnOptions { sighup: false }).unwrap();
+    let plane = ControlPlane::spawn_with(
+        cfg,
+        table.clone(),
+        SpawnOptions {
+            sighup: false,
+            ..SpawnOptions::default()
+        },
+    )
+    .unwrap();
     // The control plane keeps failing to connect; enforcement is untouched meanwhile.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(table.current().generation(), 7);
@@ -127,14 +134,17 @@ fn file_source_reloads_on_change_and_keeps_the_policy_on_errors() {
     cfg.state_dir = state.path().join("state");
     cfg.policy_file = Some(file.clone());
     cfg.file_poll_ms = 20;
+    cfg.metrics_listen = Some("127.0.0.1:0".into());
 
     let boot = initial_ruleset(&cfg).unwrap();
     assert_eq!(boot.source, BootSource::File(file.clone()));
     let table = TableHandle::new(boot.ruleset);
     let worker = Worker::start(&table);
-    let plane =
-        ControlPlane::spawn_with(cfg.clone(), table.clone(), SpawnOptions { sighup: false })
-            .unwrap();
+    let opts = SpawnOptions {
+        sighup: false,
+        metrics: Some(std::sync::Arc::new(Dataplane)),
+    };
+    let plane = ControlPlane::spawn_with(cfg.clone(), table.clone(), opts).unwrap();
     let mut reports = plane.reports();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -175,6 +185,40 @@ fn file_source_reloads_on_change_and_keeps_the_policy_on_errors() {
     assert!(r.error.unwrap().contains("maybe"));
     assert_eq!(table.current().generation(), 2);
 
+    // The metrics endpoint: the control plane's series plus the dataplane's (plugged in).
+    let endpoint = plane.metrics_addr().unwrap().to_string();
+    let body =
+        rampart_control::stats::fetch(&endpoint, "/metrics", Duration::from_secs(5)).unwrap();
+    let samples = rampart_control::stats::parse(&body);
+    let value = |name: &str, labels: &str| {
+        samples
+            .iter()
+            .find(|s| s.name == name && s.labels == labels)
+            .unwrap_or_else(|| panic!("{name}{{{labels}}} missing in\n{body}"))
+            .value
+    };
+    assert_eq!(value("rampart_policy_generation", ""), 2.0);
+    assert_eq!(value("rampart_policy_rules", ""), 6.0);
+    assert_eq!(
+        value("rampart_control_documents_total", "outcome=\"applied\""),
+        1.0
+    );
+    assert_eq!(
+        value("rampart_control_documents_total", "outcome=\"rejected\""),
+        1.0
+    );
+    assert_eq!(value("rampart_rx_packets_total", "port=\"0\""), 42.0);
+
     plane.shutdown();
     assert_eq!(worker.seen(), vec![1, 2]);
+}
+
+struct Dataplane;
+
+impl rampart_control::metrics::MetricsSource for Dataplane {
+    fn render(&self, out: &mut String) {
+        out.push_str(
+            "# TYPE rampart_rx_packets_total counter\nrampart_rx_packets_total{port=\"0\"} 42\n",
+        );
+    }
 }

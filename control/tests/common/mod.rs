@@ -276,9 +276,15 @@ impl Node {
         let boot = rampart_control::initial_ruleset(&cfg).unwrap();
         let table = TableHandle::new(boot.ruleset);
         let worker = Worker::start(&table);
-        let plane =
-            ControlPlane::spawn_with(cfg.clone(), table.clone(), SpawnOptions { sighup: false })
-                .unwrap();
+        let plane = ControlPlane::spawn_with(
+            cfg.clone(),
+            table.clone(),
+            SpawnOptions {
+                sighup: false,
+                ..SpawnOptions::default()
+            },
+        )
+        .unwrap();
         Self {
             name: cfg.node.clone(),
             table,
