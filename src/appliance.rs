@@ -1,6 +1,8 @@
 //! Bring-up, run and shutdown of the dataplane: EAL → mempool → ports → workers on lcores →
 //! stats loop → stop workers → summary → stop ports → EAL cleanup.
 
+use crate::firewall::{self, FirewallPlane};
+use crate::metrics::{self, MetricsSource};
 use crate::stats::{self, Sample};
 use anyhow::{bail, Context};
 use rampart_config::appliance::ApplianceConfig;
@@ -20,8 +22,19 @@ pub fn run(
     stop: Arc<AtomicBool>,
     duration: Option<Duration>,
 ) -> anyhow::Result<()> {
+    // Firewall mode needs a policy before anything is forwarded: read the control section
+    // now so a bad one fails before EAL starts.
+    let control = firewall::control_config(cfg)?;
     check_hugepages(&cfg.eal.args)?;
     let eal = Eal::init(&cfg.eal.args)?;
+    let mut plane = match &control {
+        Some(c) => Some(FirewallPlane::boot(
+            c,
+            &cfg.firewall,
+            rampart_dpdk::tsc_hz(),
+        )?),
+        None => None,
+    };
     let workers_wanted = cfg.workers.count as usize;
     let lcores = eal.worker_lcores();
     if lcores.len() < workers_wanted {
@@ -80,12 +93,26 @@ pub fn run(
         .into_iter()
         .zip(lcores)
     {
-        let worker = Worker::new(queues, ForwardAll, quit.clone(), settings);
-        counters.push(worker.counters());
-        if let Err(e) = eal.launch(lcore, move || {
-            worker.run();
-            0
-        }) {
+        // One monomorphised poll loop per mode: the raw forwarder or the firewall pipeline.
+        let launched_one = match plane.as_mut() {
+            Some(p) => {
+                let worker = Worker::new(queues, p.stage()?, quit.clone(), settings);
+                counters.push(worker.counters());
+                eal.launch(lcore, move || {
+                    worker.run();
+                    0
+                })
+            }
+            None => {
+                let worker = Worker::new(queues, ForwardAll, quit.clone(), settings);
+                counters.push(worker.counters());
+                eal.launch(lcore, move || {
+                    worker.run();
+                    0
+                })
+            }
+        };
+        if let Err(e) = launched_one {
             quit.store(true, Ordering::SeqCst);
             for l in &launched {
                 eal.wait(*l);
@@ -94,6 +121,44 @@ pub fn run(
         }
         launched.push(lcore);
     }
+    // The control plane starts once every worker holds its table reader, so the first swap
+    // waits for all of them; then the metrics endpoint.
+    if let (Some(p), Some(c)) = (plane.as_mut(), control) {
+        if let Err(e) = p.start(c) {
+            quit.store(true, Ordering::SeqCst);
+            for l in &launched {
+                eal.wait(*l);
+            }
+            return Err(e);
+        }
+    }
+    let metrics_stop = Arc::new(AtomicBool::new(false));
+    let metrics_thread = match &cfg.metrics.listen {
+        Some(addr) => {
+            let listener = std::net::TcpListener::bind(addr).with_context(|| {
+                format!("config field `metrics.listen`: cannot listen on {addr}")
+            })?;
+            let source = MetricsSource {
+                ports: (0..ports.len())
+                    .map(|i| (stats::port_label(i), ports[i].name().to_owned()))
+                    .collect(),
+                workers: counters.clone(),
+                firewalls: plane
+                    .as_ref()
+                    .map(|p| p.counters.clone())
+                    .unwrap_or_default(),
+                table: plane.as_ref().map(|p| p.table.clone()),
+                generation_seen: std::sync::Mutex::new((u64::MAX, Instant::now())),
+            };
+            println!("rampart: metrics on http://{addr}/metrics");
+            Some(metrics::serve(
+                listener,
+                Arc::new(source),
+                metrics_stop.clone(),
+            )?)
+        }
+        None => None,
+    };
     let lcore_list: Vec<String> = launched.iter().map(|l| l.0.to_string()).collect();
     let pairs: Vec<String> = cfg
         .pairs
@@ -101,6 +166,14 @@ pub fn run(
         .enumerate()
         .map(|(k, _)| format!("{} <-> {}", names[2 * k], names[2 * k + 1]))
         .collect();
+    if let Some(p) = &plane {
+        let rs = p.table.current();
+        println!(
+            "rampart: firewall enforcing generation {} ({} rules)",
+            rs.generation(),
+            rs.rule_count()
+        );
+    }
     println!(
         "rampart: forwarding {} with {} worker(s) on lcore(s) {} ({})",
         pairs.join(", "),
@@ -130,14 +203,25 @@ pub fn run(
         }
     }
 
-    // Shutdown: stop and join the workers (they drop their bursts, freeing every mbuf), then
-    // report, then stop and close the ports, then clean up EAL.
+    // Shutdown: stop the control plane (a swap in flight finishes first) and the metrics
+    // endpoint, then stop and join the workers (they drop their bursts, freeing every mbuf),
+    // then report, then stop and close the ports, then clean up EAL.
+    if let Some(p) = plane.as_mut() {
+        p.shutdown();
+    }
+    metrics_stop.store(true, Ordering::SeqCst);
+    if let Some(t) = metrics_thread {
+        let _ = t.join();
+    }
     quit.store(true, Ordering::SeqCst);
     for l in &launched {
         eal.wait(*l);
     }
     let last = Sample::take(&counters, &ports);
     println!("{}", stats::summary(&first, &last, &names));
+    if let Some(p) = &plane {
+        println!("{}", p.summary());
+    }
     for p in &ports {
         p.stop();
     }

@@ -7,7 +7,9 @@ use rampart_classify::TableHandle;
 use rampart_config::appliance::ApplianceConfig;
 use rampart_config::firewall::{ArpSection, FirewallSection};
 use rampart_control::{ControlConfig, ControlPlane};
-use rampart_dataplane::{firewall::log_queue, Firewall, FirewallCounters, FirewallSettings, LogQueue};
+use rampart_dataplane::{
+    firewall::log_queue, Firewall, FirewallCounters, FirewallSettings, LogQueue,
+};
 use rampart_flow::{FlowConfig, Timeouts};
 use rampart_wire::{ArpPolicy, ParseConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,10 +35,15 @@ pub struct FirewallPlane {
 
 /// The `[control]` table of the config as the control plane's own type.
 pub fn control_config(cfg: &ApplianceConfig) -> anyhow::Result<Option<ControlConfig>> {
-    let Some(table) = &cfg.control else { return Ok(None) };
-    let c: ControlConfig = toml::Value::Table(table.clone())
-        .try_into()
-        .map_err(|e: toml::de::Error| anyhow::anyhow!("config section [control] is invalid: {}", e.message()))?;
+    let Some(table) = &cfg.control else {
+        return Ok(None);
+    };
+    let c: ControlConfig =
+        toml::Value::Table(table.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                anyhow::anyhow!("config section [control] is invalid: {}", e.message())
+            })?;
     Ok(Some(c))
 }
 
@@ -86,8 +93,11 @@ pub fn settings(f: &FirewallSection, tsc_hz: u64) -> anyhow::Result<FirewallSett
         ..FlowConfig::default()
     };
     // Validate timeouts etc. now, with the field named, rather than on a worker.
-    rampart_flow::FlowTable::new(&FlowConfig { capacity: 1, ..s.flow })
-        .map_err(|e| anyhow::anyhow!("config section [firewall.timeouts] is invalid: {e}"))?;
+    rampart_flow::FlowTable::new(&FlowConfig {
+        capacity: 1,
+        ..s.flow
+    })
+    .map_err(|e| anyhow::anyhow!("config section [firewall.timeouts] is invalid: {e}"))?;
     s.revalidate_flows = f.revalidate_flows;
     s.log_rate_per_sec = f.log_rate_per_sec;
     s.log_burst = f.log_burst.max(1);
@@ -98,7 +108,8 @@ impl FirewallPlane {
     /// Load the boot policy (before any packet is forwarded) and build the table.
     pub fn boot(control: &ControlConfig, f: &FirewallSection, tsc_hz: u64) -> anyhow::Result<Self> {
         let settings = settings(f, tsc_hz)?;
-        let boot = rampart_control::initial_ruleset(control).context("cannot start the firewall")?;
+        let boot =
+            rampart_control::initial_ruleset(control).context("cannot start the firewall")?;
         for s in &boot.skipped {
             println!("rampart: boot: skipped {s}");
         }
@@ -121,8 +132,12 @@ impl FirewallPlane {
 
     /// A firewall stage for the next worker (call once per worker, in worker order).
     pub fn stage(&mut self) -> anyhow::Result<Firewall> {
-        let fw = Firewall::new(self.settings.clone(), self.table.register_reader(), Some(self.logs.clone()))
-            .map_err(|e| anyhow::anyhow!("config field `firewall.flow_capacity`: {e}"))?;
+        let fw = Firewall::new(
+            self.settings.clone(),
+            self.table.register_reader(),
+            Some(self.logs.clone()),
+        )
+        .map_err(|e| anyhow::anyhow!("config field `firewall.flow_capacity`: {e}"))?;
         self.counters.push(fw.counters());
         Ok(fw)
     }
@@ -130,7 +145,10 @@ impl FirewallPlane {
     /// Start the control plane and the rule-log writer (after the workers hold their readers,
     /// so the first swap waits for them).
     pub fn start(&mut self, control: ControlConfig) -> anyhow::Result<()> {
-        self.control = Some(ControlPlane::spawn(control, self.table.clone()).context("cannot start the control plane")?);
+        self.control = Some(
+            ControlPlane::spawn(control, self.table.clone())
+                .context("cannot start the control plane")?,
+        );
         let logs = self.logs.clone();
         let stop = self.log_stop.clone();
         self.log_thread = Some(
@@ -164,6 +182,36 @@ impl FirewallPlane {
                 .context("cannot start the rule-log thread")?,
         );
         Ok(())
+    }
+
+    /// One line of firewall totals over every worker, for the shutdown summary.
+    pub fn summary(&self) -> String {
+        let mut t = match self.counters.first() {
+            Some(c) => c.snapshot(),
+            None => return "firewall: no workers".into(),
+        };
+        for c in &self.counters[1..] {
+            t.accumulate(&c.snapshot());
+        }
+        format!(
+            "firewall: generation {} | flows {} new, {} now, {} evicted, {} expired | packets {} established, {} related, {} denied, {} rejected, {} no-flow, {} malformed, {} invalid | {} flows cut on policy change, {} monitor hits, {} rule logs ({} suppressed)",
+            self.table.current().generation(),
+            t.new_flows,
+            t.flows,
+            t.flow_evictions,
+            t.flow_expired,
+            t.established,
+            t.related,
+            t.denied,
+            t.rejected,
+            t.no_flow,
+            t.parse.iter().sum::<u64>(),
+            t.track.iter().sum::<u64>(),
+            t.cut,
+            t.monitor_hits,
+            t.logs_emitted,
+            t.logs_suppressed
+        )
     }
 
     /// Stop the control plane and the log writer.

@@ -3,6 +3,8 @@
 
 mod appliance;
 mod cli;
+mod firewall;
+mod metrics;
 mod stats;
 
 use clap::Parser;
@@ -25,6 +27,14 @@ fn main() -> ExitCode {
 
 fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     let cfg = cli.resolve()?;
+    // Control-plane and rule-log records go to stderr; RUST_LOG filters them (default: info).
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
     if cli.check {
         println!("rampart: configuration is valid");
         println!("{}", toml::to_string_pretty(&cfg)?);

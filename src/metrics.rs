@@ -33,13 +33,33 @@ impl MetricsSource {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
         let o = &mut out;
-        header(o, "rampart_port_rx_packets_total", "counter", "Packets received, by port and worker.");
+        header(
+            o,
+            "rampart_port_rx_packets_total",
+            "counter",
+            "Packets received, by port and worker.",
+        );
         self.per_port(o, "rampart_port_rx_packets_total", |s| s.rx_pkts.get());
-        header(o, "rampart_port_rx_bytes_total", "counter", "Bytes received, by port and worker.");
+        header(
+            o,
+            "rampart_port_rx_bytes_total",
+            "counter",
+            "Bytes received, by port and worker.",
+        );
         self.per_port(o, "rampart_port_rx_bytes_total", |s| s.rx_bytes.get());
-        header(o, "rampart_port_tx_packets_total", "counter", "Packets transmitted, by port and worker.");
+        header(
+            o,
+            "rampart_port_tx_packets_total",
+            "counter",
+            "Packets transmitted, by port and worker.",
+        );
         self.per_port(o, "rampart_port_tx_packets_total", |s| s.tx_pkts.get());
-        header(o, "rampart_port_drops_total", "counter", "Packets dropped, by port, worker and reason.");
+        header(
+            o,
+            "rampart_port_drops_total",
+            "counter",
+            "Packets dropped, by port, worker and reason.",
+        );
         for (w, wc) in self.workers.iter().enumerate() {
             for (p, (label, dev)) in self.ports.iter().enumerate() {
                 let pc = &wc.ports[p];
@@ -58,10 +78,23 @@ impl MetricsSource {
                 }
             }
         }
-        header(o, "rampart_worker_polls_total", "counter", "Poll iterations, busy (received packets) or idle.");
+        header(
+            o,
+            "rampart_worker_polls_total",
+            "counter",
+            "Poll iterations, busy (received packets) or idle.",
+        );
         for (w, wc) in self.workers.iter().enumerate() {
-            let _ = writeln!(o, "rampart_worker_polls_total{{worker=\"{w}\",kind=\"busy\"}} {}", wc.busy_polls.get());
-            let _ = writeln!(o, "rampart_worker_polls_total{{worker=\"{w}\",kind=\"idle\"}} {}", wc.idle_polls.get());
+            let _ = writeln!(
+                o,
+                "rampart_worker_polls_total{{worker=\"{w}\",kind=\"busy\"}} {}",
+                wc.busy_polls.get()
+            );
+            let _ = writeln!(
+                o,
+                "rampart_worker_polls_total{{worker=\"{w}\",kind=\"idle\"}} {}",
+                wc.idle_polls.get()
+            );
         }
         self.burst_histogram(o);
         if !self.firewalls.is_empty() {
@@ -77,24 +110,58 @@ impl MetricsSource {
                 }
                 seen.1.elapsed().as_secs_f64()
             };
-            header(o, "rampart_policy_generation", "gauge", "Generation of the ruleset in force.");
+            header(
+                o,
+                "rampart_policy_generation",
+                "gauge",
+                "Generation of the ruleset in force.",
+            );
             let _ = writeln!(o, "rampart_policy_generation {g}");
-            header(o, "rampart_policy_age_seconds", "gauge", "Seconds since this generation came into force (as seen by this process).");
+            header(
+                o,
+                "rampart_policy_age_seconds",
+                "gauge",
+                "Seconds since this generation came into force (as seen by this process).",
+            );
             let _ = writeln!(o, "rampart_policy_age_seconds {age:.3}");
-            header(o, "rampart_policy_rules", "gauge", "Rules in the ruleset in force.");
+            header(
+                o,
+                "rampart_policy_rules",
+                "gauge",
+                "Rules in the ruleset in force.",
+            );
             let _ = writeln!(o, "rampart_policy_rules {}", rs.rule_count());
-            header(o, "rampart_policy_warnings", "gauge", "Compile warnings (shadowed or redundant rules) of the ruleset in force.");
+            header(
+                o,
+                "rampart_policy_warnings",
+                "gauge",
+                "Compile warnings (shadowed or redundant rules) of the ruleset in force.",
+            );
             let _ = writeln!(o, "rampart_policy_warnings {}", rs.warnings().len());
-            header(o, "rampart_policy_memory_bytes", "gauge", "Classifier memory of the ruleset in force.");
+            header(
+                o,
+                "rampart_policy_memory_bytes",
+                "gauge",
+                "Classifier memory of the ruleset in force.",
+            );
             let _ = writeln!(o, "rampart_policy_memory_bytes {}", rs.memory_bytes());
         }
         out
     }
 
-    fn per_port(&self, o: &mut String, name: &str, get: impl Fn(&rampart_dataplane::PortCounters) -> u64) {
+    fn per_port(
+        &self,
+        o: &mut String,
+        name: &str,
+        get: impl Fn(&rampart_dataplane::PortCounters) -> u64,
+    ) {
         for (w, wc) in self.workers.iter().enumerate() {
             for (p, (label, dev)) in self.ports.iter().enumerate() {
-                let _ = writeln!(o, "{name}{{port=\"{label}\",device=\"{dev}\",worker=\"{w}\"}} {}", get(&wc.ports[p]));
+                let _ = writeln!(
+                    o,
+                    "{name}{{port=\"{label}\",device=\"{dev}\",worker=\"{w}\"}} {}",
+                    get(&wc.ports[p])
+                );
             }
         }
     }
@@ -117,7 +184,10 @@ impl MetricsSource {
                     rampart_dataplane::BurstHistogram::upper_bound(i)
                 );
             }
-            let _ = writeln!(o, "rampart_burst_cycles_bucket{{worker=\"{w}\",le=\"+Inf\"}} {cum}");
+            let _ = writeln!(
+                o,
+                "rampart_burst_cycles_bucket{{worker=\"{w}\",le=\"+Inf\"}} {cum}"
+            );
             let _ = writeln!(o, "rampart_burst_cycles_sum{{worker=\"{w}\"}} {}", h.sum);
             let _ = writeln!(o, "rampart_burst_cycles_count{{worker=\"{w}\"}} {cum}");
         }
@@ -125,19 +195,44 @@ impl MetricsSource {
 
     fn firewall(&self, o: &mut String) {
         let snaps: Vec<_> = self.firewalls.iter().map(|f| f.snapshot()).collect();
-        header(o, "rampart_parse_errors_total", "counter", "Malformed frames, by worker and reason.");
+        header(
+            o,
+            "rampart_parse_errors_total",
+            "counter",
+            "Malformed frames, by worker and reason.",
+        );
         for (w, s) in snaps.iter().enumerate() {
             for e in ParseError::ALL {
-                let _ = writeln!(o, "rampart_parse_errors_total{{worker=\"{w}\",reason=\"{}\"}} {}", e.name(), s.parse[e.index()]);
+                let _ = writeln!(
+                    o,
+                    "rampart_parse_errors_total{{worker=\"{w}\",reason=\"{}\"}} {}",
+                    e.name(),
+                    s.parse[e.index()]
+                );
             }
         }
-        header(o, "rampart_conntrack_invalid_total", "counter", "Packets a flow's state machine refused, by worker and reason.");
+        header(
+            o,
+            "rampart_conntrack_invalid_total",
+            "counter",
+            "Packets a flow's state machine refused, by worker and reason.",
+        );
         for (w, s) in snaps.iter().enumerate() {
             for e in TrackError::ALL {
-                let _ = writeln!(o, "rampart_conntrack_invalid_total{{worker=\"{w}\",reason=\"{}\"}} {}", e.name(), s.track[e.index()]);
+                let _ = writeln!(
+                    o,
+                    "rampart_conntrack_invalid_total{{worker=\"{w}\",reason=\"{}\"}} {}",
+                    e.name(),
+                    s.track[e.index()]
+                );
             }
         }
-        header(o, "rampart_packets_total", "counter", "Firewall decisions, by worker and outcome.");
+        header(
+            o,
+            "rampart_packets_total",
+            "counter",
+            "Firewall decisions, by worker and outcome.",
+        );
         for (w, s) in snaps.iter().enumerate() {
             for (what, v) in [
                 ("established", s.established),
@@ -149,38 +244,108 @@ impl MetricsSource {
                 ("rejected", s.rejected),
                 ("table_full", s.table_full),
             ] {
-                let _ = writeln!(o, "rampart_packets_total{{worker=\"{w}\",outcome=\"{what}\"}} {v}");
+                let _ = writeln!(
+                    o,
+                    "rampart_packets_total{{worker=\"{w}\",outcome=\"{what}\"}} {v}"
+                );
             }
         }
-        header(o, "rampart_flow_revalidations_total", "counter", "Flows re-checked after a ruleset change, and those cut by it.");
+        header(
+            o,
+            "rampart_flow_revalidations_total",
+            "counter",
+            "Flows re-checked after a ruleset change, and those cut by it.",
+        );
         for (w, s) in snaps.iter().enumerate() {
-            let _ = writeln!(o, "rampart_flow_revalidations_total{{worker=\"{w}\",result=\"checked\"}} {}", s.revalidated);
-            let _ = writeln!(o, "rampart_flow_revalidations_total{{worker=\"{w}\",result=\"cut\"}} {}", s.cut);
+            let _ = writeln!(
+                o,
+                "rampart_flow_revalidations_total{{worker=\"{w}\",result=\"checked\"}} {}",
+                s.revalidated
+            );
+            let _ = writeln!(
+                o,
+                "rampart_flow_revalidations_total{{worker=\"{w}\",result=\"cut\"}} {}",
+                s.cut
+            );
         }
-        header(o, "rampart_monitor_hits_total", "counter", "Monitor (dry-run) rule matches: what would have been enforced.");
+        header(
+            o,
+            "rampart_monitor_hits_total",
+            "counter",
+            "Monitor (dry-run) rule matches: what would have been enforced.",
+        );
         for (w, s) in snaps.iter().enumerate() {
-            let _ = writeln!(o, "rampart_monitor_hits_total{{worker=\"{w}\"}} {}", s.monitor_hits);
+            let _ = writeln!(
+                o,
+                "rampart_monitor_hits_total{{worker=\"{w}\"}} {}",
+                s.monitor_hits
+            );
         }
-        header(o, "rampart_rule_logs_total", "counter", "Rule-log records emitted or suppressed by the rate limit.");
+        header(
+            o,
+            "rampart_rule_logs_total",
+            "counter",
+            "Rule-log records emitted or suppressed by the rate limit.",
+        );
         for (w, s) in snaps.iter().enumerate() {
-            let _ = writeln!(o, "rampart_rule_logs_total{{worker=\"{w}\",result=\"emitted\"}} {}", s.logs_emitted);
-            let _ = writeln!(o, "rampart_rule_logs_total{{worker=\"{w}\",result=\"suppressed\"}} {}", s.logs_suppressed);
+            let _ = writeln!(
+                o,
+                "rampart_rule_logs_total{{worker=\"{w}\",result=\"emitted\"}} {}",
+                s.logs_emitted
+            );
+            let _ = writeln!(
+                o,
+                "rampart_rule_logs_total{{worker=\"{w}\",result=\"suppressed\"}} {}",
+                s.logs_suppressed
+            );
         }
-        header(o, "rampart_conntrack_flows", "gauge", "Flows in each worker's table.");
+        header(
+            o,
+            "rampart_conntrack_flows",
+            "gauge",
+            "Flows in each worker's table.",
+        );
         for (w, s) in snaps.iter().enumerate() {
             let _ = writeln!(o, "rampart_conntrack_flows{{worker=\"{w}\"}} {}", s.flows);
         }
-        header(o, "rampart_conntrack_evictions_total", "counter", "Flows evicted to make room for new ones.");
+        header(
+            o,
+            "rampart_conntrack_evictions_total",
+            "counter",
+            "Flows evicted to make room for new ones.",
+        );
         for (w, s) in snaps.iter().enumerate() {
-            let _ = writeln!(o, "rampart_conntrack_evictions_total{{worker=\"{w}\"}} {}", s.flow_evictions);
+            let _ = writeln!(
+                o,
+                "rampart_conntrack_evictions_total{{worker=\"{w}\"}} {}",
+                s.flow_evictions
+            );
         }
-        header(o, "rampart_conntrack_expired_total", "counter", "Flows expired by timeout.");
+        header(
+            o,
+            "rampart_conntrack_expired_total",
+            "counter",
+            "Flows expired by timeout.",
+        );
         for (w, s) in snaps.iter().enumerate() {
-            let _ = writeln!(o, "rampart_conntrack_expired_total{{worker=\"{w}\"}} {}", s.flow_expired);
+            let _ = writeln!(
+                o,
+                "rampart_conntrack_expired_total{{worker=\"{w}\"}} {}",
+                s.flow_expired
+            );
         }
-        header(o, "rampart_worker_generation", "gauge", "Ruleset generation each worker last used.");
+        header(
+            o,
+            "rampart_worker_generation",
+            "gauge",
+            "Ruleset generation each worker last used.",
+        );
         for (w, s) in snaps.iter().enumerate() {
-            let _ = writeln!(o, "rampart_worker_generation{{worker=\"{w}\"}} {}", s.generation);
+            let _ = writeln!(
+                o,
+                "rampart_worker_generation{{worker=\"{w}\"}} {}",
+                s.generation
+            );
         }
     }
 }
@@ -190,19 +355,27 @@ fn header(o: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// Serves `GET /metrics` on `listener` until `stop` is set.
-pub fn serve(listener: TcpListener, source: Arc<MetricsSource>, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
+pub fn serve(
+    listener: TcpListener,
+    source: Arc<MetricsSource>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
-    std::thread::Builder::new().name("rampart-metrics".into()).spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            match listener.accept() {
-                Ok((conn, _)) => {
-                    let _ = answer(conn, &source);
+    std::thread::Builder::new()
+        .name("rampart-metrics".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let _ = answer(conn, &source);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
-        }
-    })
+        })
 }
 
 fn answer(conn: TcpStream, source: &MetricsSource) -> std::io::Result<()> {
@@ -220,7 +393,10 @@ fn answer(conn: TcpStream, source: &MetricsSource) -> std::io::Result<()> {
     let (status, body) = if request.starts_with("GET ") && (path == "/metrics" || path == "/") {
         ("200 OK", source.render())
     } else {
-        ("404 Not Found", "only GET /metrics is served here\n".to_owned())
+        (
+            "404 Not Found",
+            "only GET /metrics is served here\n".to_owned(),
+        )
     };
     let mut w = &conn;
     write!(

@@ -114,6 +114,11 @@ impl Appliance {
         }
     }
 
+    /// The child's process id (e.g. to send it SIGHUP).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything printed to stdout so far.
     pub fn stdout(&self) -> String {
         self.stdout.lock().unwrap().join("\n")

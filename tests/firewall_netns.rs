@@ -1,0 +1,615 @@
+//! The firewall end to end: two network namespaces joined only through the appliance, the
+//! kernel's own TCP/ICMP stacks as peers, policy from a file and from a real RabbitMQ broker.
+//!
+//! What is checked is what an operator would check: a connection is accepted, refused (the
+//! appliance's RST) or silently dropped; an established session stops moving when a new deny
+//! is enforced; a transfer during 100 back-to-back publishes arrives intact with no policy
+//! drops; the broker dropping the node's connection does not stop forwarding; a restart with
+//! the broker unreachable enforces the persisted policy.
+
+mod support;
+
+use rampart_control::client::{PolicyPublisher, StatusWatcher, Target};
+use rampart_control::{BrokerConfig, Outcome, RealizedState, TopologyNames};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+const OK_PORT: u16 = 5001;
+const REJECT_PORT: u16 = 5002;
+const DROP_PORT: u16 = 5003;
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Generation `g`: ICMP allowed; TCP to OK_PORT allowed (or dropped, with `block_ok`);
+/// TCP to REJECT_PORT rejected; everything else dropped by default.
+fn policy(g: u64, block_ok: bool) -> String {
+    let ok = if block_ok { "drop" } else { "allow" };
+    format!(
+        r#"{{ "generation": {g}, "default_action": "drop",
+  "groups": [ {{ "name": "a-side", "addresses": ["{IP_A}/32"] }} ],
+  "rules": [
+    {{ "id": 1, "name": "ping", "protocol": "icmp", "action": "allow" }},
+    {{ "id": 2, "name": "service", "protocol": "tcp", "source": {{ "groups": ["a-side"] }},
+       "destination": {{ "ports": [{OK_PORT}] }}, "action": "{ok}" }},
+    {{ "id": 3, "name": "refused", "protocol": "tcp", "destination": {{ "ports": [{REJECT_PORT}] }},
+       "action": "reject" }}
+  ] }}"#
+    )
+}
+
+/// A free TCP port on 127.0.0.1 for the metrics endpoint.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET /metrics`, summed over label sets of the metric `name` whose labels contain `filter`.
+fn metric(port: u16, name: &str, filter: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// The appliance's config file: af_packet ports on the pair, a firewall, a control section.
+fn write_config(path: &Path, net: &NetnsPair, eal: &[String], control: &str, metrics_port: u16) {
+    let (va, vb) = net.vdevs();
+    let eal: Vec<String> = eal.iter().map(|a| format!("{a:?}")).collect();
+    let text = format!(
+        r#"[eal]
+args = [{}]
+
+[[pairs]]
+inside = "{va}"
+outside = "{vb}"
+
+[workers]
+idle_sleep_us = 20
+
+[stats]
+interval_ms = 0
+
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+
+[control]
+{control}
+"#,
+        eal.join(", ")
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+/// A TCP listener in `ns` accepting any number of connections, discarding the data.
+fn sink(ns: &str, port: u16) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "socat", "-u"])
+        .arg(format!("TCP-LISTEN:{port},reuseaddr,fork"))
+        .arg("OPEN:/dev/null")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn socat (apt-get install socat)")
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Connect {
+    Accepted,
+    Refused,
+    TimedOut,
+}
+
+/// Try one TCP connection from `ns` to `ip:port` within `secs`.
+fn connect(ns: &str, ip: &str, port: u16, secs: u32) -> Connect {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "timeout",
+            &(secs + 1).to_string(),
+            "socat",
+            "-u",
+            "OPEN:/dev/null",
+        ])
+        .arg(format!("TCP:{ip}:{port},connect-timeout={secs}"))
+        .output()
+        .expect("socat");
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        Connect::Accepted
+    } else if err.contains("refused") {
+        Connect::Refused
+    } else {
+        Connect::TimedOut
+    }
+}
+
+/// Connect until accepted (the first attempt may wait for ARP through the appliance).
+fn until_accepted(ns: &str, ip: &str, port: u16) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match connect(ns, ip, port, 2) {
+            Connect::Accepted => return,
+            other => assert!(
+                Instant::now() < deadline,
+                "{ip}:{port} never accepted: {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A long-lived session from ns_a to ns_b:OK_PORT carrying a line every 50 ms; the receiver
+/// appends to `file`, so the file's size tells whether the session still moves.
+struct Session {
+    server: Child,
+    client: Child,
+}
+
+impl Session {
+    fn start(net: &NetnsPair, port: u16, file: &Path) -> Session {
+        let server = Command::new("ip")
+            .args(["netns", "exec", &net.ns_b, "socat", "-u"])
+            .arg(format!("TCP-LISTEN:{port},reuseaddr"))
+            .arg(format!("OPEN:{},creat,trunc", file.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let client = Command::new("ip")
+            .args(["netns", "exec", &net.ns_a, "sh", "-c"])
+            .arg(format!(
+                "while true; do echo tick; sleep 0.05; done | socat -u - TCP:{IP_B}:{port}"
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Session { server, client }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.client.kill();
+        let _ = self.server.kill();
+        let _ = self.client.wait();
+        let _ = self.server.wait();
+    }
+}
+
+fn size(file: &Path) -> u64 {
+    std::fs::metadata(file).map(|m| m.len()).unwrap_or(0)
+}
+
+/// True if `file` grows within `within`.
+fn grows(file: &Path, within: Duration) -> bool {
+    let before = size(file);
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        if size(file) > before {
+            return true;
+        }
+    }
+    false
+}
+
+fn ping_ok(net: &NetnsPair) -> bool {
+    sh_ok(&format!(
+        "ip netns exec {} ping -c 2 -i 0.2 -W 2 {IP_B}",
+        net.ns_a
+    ))
+}
+
+#[test]
+fn file_policy_allows_refuses_drops_and_cuts_sessions() {
+    let t = tag("ff");
+    let net = NetnsPair::create(&t);
+    let dir = TempDir::new(&t);
+    let policy_file = dir.path("policy.json");
+    std::fs::write(&policy_file, policy(1, false)).unwrap();
+    let metrics_port = free_port();
+    let control = format!(
+        "node = \"{t}\"\npolicy_file = \"{}\"\nstate_dir = \"{}\"\nfile_poll_ms = 200\n",
+        policy_file.display(),
+        dir.path("state").display()
+    );
+    let cfg = dir.path("rampart.toml");
+    write_config(&cfg, &net, &eal_args(&t), &control, metrics_port);
+    let mut app = Appliance::spawn(&["--config".into(), cfg.display().to_string()]);
+    app.wait_for("rampart: forwarding", Duration::from_secs(60));
+
+    let _sinks = [
+        sink(&net.ns_b, OK_PORT),
+        sink(&net.ns_b, REJECT_PORT),
+        sink(&net.ns_b, DROP_PORT),
+    ];
+    let deadline = Instant::now() + WAIT;
+    while !ping_ok(&net) {
+        assert!(
+            Instant::now() < deadline,
+            "ping is allowed but did not cross\n{}",
+            app.stdout()
+        );
+    }
+    until_accepted(&net.ns_a, IP_B, OK_PORT);
+    // Listeners run on both ports below, so a refusal can only be the appliance's RST.
+    assert_eq!(connect(&net.ns_a, IP_B, REJECT_PORT, 3), Connect::Refused);
+    assert_eq!(connect(&net.ns_a, IP_B, DROP_PORT, 2), Connect::TimedOut);
+    // The policy is directional in its source group: B cannot open to A's port.
+    let _sink_a = sink(&net.ns_a, OK_PORT);
+    assert_eq!(connect(&net.ns_b, IP_A, OK_PORT, 2), Connect::TimedOut);
+    assert!(
+        metric(
+            metrics_port,
+            "rampart_packets_total",
+            "outcome=\"rejected\""
+        ) >= 1
+    );
+    assert!(metric(metrics_port, "rampart_packets_total", "outcome=\"denied\"") >= 1);
+
+    // An established session stops when a new generation denies it.
+    let file = dir.path("session.out");
+    // The fork-sink owns OK_PORT in ns_b: stop it so the session's own server can listen.
+    sh_ok(&format!(
+        "ip netns exec {} pkill -f 'TCP-LISTEN:{OK_PORT},'",
+        net.ns_b
+    ));
+    std::thread::sleep(Duration::from_millis(200));
+    let session = Session::start(&net, OK_PORT, &file);
+    assert!(
+        grows(&file, Duration::from_secs(10)),
+        "session did not start"
+    );
+    std::fs::write(&policy_file, policy(2, true)).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while metric(metrics_port, "rampart_policy_generation", "") != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "generation 2 never enforced\n{}",
+            app.stdout()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !grows(&file, Duration::from_secs(2)),
+        "the session still moves under a deny"
+    );
+    assert!(
+        metric(
+            metrics_port,
+            "rampart_flow_revalidations_total",
+            "result=\"cut\""
+        ) >= 1
+    );
+    drop(session);
+
+    // An invalid document is refused and generation 2 stays in force.
+    std::fs::write(
+        &policy_file,
+        r#"{ "generation": 3, "rules": [ { "id": 1, "action": "maybe" } ] }"#,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(metric(metrics_port, "rampart_policy_generation", ""), 2);
+
+    // SIGHUP reloads at once; generation 4 allows the service again.
+    std::fs::write(&policy_file, policy(4, false)).unwrap();
+    sh(&format!("kill -HUP {}", app.pid()));
+    let _sink = sink(&net.ns_b, OK_PORT);
+    until_accepted(&net.ns_a, IP_B, OK_PORT);
+    assert_eq!(metric(metrics_port, "rampart_policy_generation", ""), 4);
+
+    let done = app.terminate(Duration::from_secs(30));
+    assert!(
+        done.status.success(),
+        "{}\n{}\n{}",
+        done.status,
+        done.stdout,
+        done.stderr
+    );
+}
+
+/// The broker side of one test: a private topology (names under the test's tag).
+fn broker(t: &str) -> Option<BrokerConfig> {
+    let uri = std::env::var("RAMPART_TEST_AMQP_URI")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    if TcpStream::connect_timeout(&"127.0.0.1:5672".parse().unwrap(), Duration::from_secs(1))
+        .is_err()
+    {
+        let _ = Command::new("rabbitmq-server")
+            .arg("-detached")
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while TcpStream::connect_timeout(&"127.0.0.1:5672".parse().unwrap(), Duration::from_secs(1))
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                eprintln!("\n!!!!!!!! SKIPPING: RabbitMQ could not be started at 127.0.0.1:5672 !!!!!!!!\n");
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    let mut b = BrokerConfig::new(uri);
+    b.names = TopologyNames::with_prefix(&format!("rampart-test-{t}"));
+    b.reconnect.initial_ms = 100;
+    b.reconnect.max_ms = 1000;
+    Some(b)
+}
+
+fn control_toml(t: &str, state: &Path, b: &BrokerConfig) -> String {
+    #[derive(serde::Serialize)]
+    struct C<'a> {
+        node: &'a str,
+        state_dir: &'a Path,
+        no_policy: &'a str,
+        broker: &'a BrokerConfig,
+    }
+    toml::to_string(&C {
+        node: t,
+        state_dir: state,
+        no_policy: "deny-all",
+        broker: b,
+    })
+    .unwrap()
+}
+
+async fn applied(w: &mut StatusWatcher, node: &str, generation: u64) -> RealizedState {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "generation {generation} was not reported applied by {node}"
+        );
+        if let Some(s) = w.next(left).await.expect("status stream") {
+            if s.node == node && s.outcome == Outcome::Applied && s.generation == Some(generation) {
+                return s;
+            }
+        }
+    }
+}
+
+/// Close the broker side of `node`'s connection (other tests' connections stay up).
+fn close_connection_of(node: &str) -> bool {
+    let out = sh("rabbitmqctl -q list_connections pid client_properties");
+    let mut closed = false;
+    for line in out
+        .lines()
+        .filter(|l| l.contains(&format!("rampart node {node}")))
+    {
+        let pid = line.split_whitespace().next().unwrap_or_default();
+        closed |= sh_ok(&format!(
+            "rabbitmqctl -q close_connection '{pid}' 'rampart test: broker drops the node'"
+        ));
+    }
+    closed
+}
+
+#[test]
+fn broker_policy_is_enforced_survives_broker_loss_and_restarts_from_disk() {
+    let t = tag("fb");
+    let Some(b) = broker(&t) else { return };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let net = NetnsPair::create(&t);
+    let dir = TempDir::new(&t);
+    let state = dir.path("state");
+    let metrics_port = free_port();
+    let cfg = dir.path("rampart.toml");
+    write_config(
+        &cfg,
+        &net,
+        &eal_args(&t),
+        &control_toml(&t, &state, &b),
+        metrics_port,
+    );
+
+    let mut watcher = rt
+        .block_on(StatusWatcher::connect(&b, Some(&t)))
+        .expect("status watcher");
+    let publisher = rt
+        .block_on(PolicyPublisher::connect(&b))
+        .expect("publisher");
+    let target = Target::Node(t.clone());
+    let publish = |g: u64, block: bool| {
+        rt.block_on(publisher.publish(policy(g, block).as_bytes(), &target))
+            .expect("publish")
+    };
+
+    let mut app = Appliance::spawn(&["--config".into(), cfg.display().to_string()]);
+    app.wait_for("rampart: forwarding", Duration::from_secs(60));
+    // Fail closed: nothing crosses before a policy arrives (deny-all boot policy).
+    assert!(
+        !ping_ok(&net),
+        "traffic crossed with the deny-all boot policy"
+    );
+
+    // Generation 1 allows: publish → enforced.
+    let _sink = sink(&net.ns_b, OK_PORT);
+    publish(1, false);
+    let s = rt.block_on(applied(&mut watcher, &t, 1));
+    assert_eq!(s.rule_count, 3);
+    until_accepted(&net.ns_a, IP_B, OK_PORT);
+
+    // Generation 2 denies: a running session stops and new connections time out.
+    sh_ok(&format!(
+        "ip netns exec {} pkill -f 'TCP-LISTEN:{OK_PORT},'",
+        net.ns_b
+    ));
+    let file = dir.path("session.out");
+    let session = Session::start(&net, OK_PORT, &file);
+    assert!(
+        grows(&file, Duration::from_secs(10)),
+        "session did not start"
+    );
+    publish(2, true);
+    rt.block_on(applied(&mut watcher, &t, 2));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !grows(&file, Duration::from_secs(2)),
+        "the session still moves under a deny"
+    );
+    drop(session);
+    let _sink = sink(&net.ns_b, OK_PORT);
+    assert_eq!(connect(&net.ns_a, IP_B, OK_PORT, 2), Connect::TimedOut);
+
+    // Generation 3 allows again.
+    publish(3, false);
+    rt.block_on(applied(&mut watcher, &t, 3));
+    until_accepted(&net.ns_a, IP_B, OK_PORT);
+
+    // 100 back-to-back publishes while 8 MiB cross: the data arrives intact and no packet is
+    // dropped by policy (every generation allows the transfer).
+    let policy_drops = metric(
+        metrics_port,
+        "rampart_port_drops_total",
+        "reason=\"policy\"",
+    );
+    let conntrack_drops = metric(
+        metrics_port,
+        "rampart_port_drops_total",
+        "reason=\"conntrack\"",
+    );
+    sh_ok(&format!(
+        "ip netns exec {} pkill -f 'TCP-LISTEN:{OK_PORT},'",
+        net.ns_b
+    ));
+    let src = dir.path("src.bin");
+    let dst = dir.path("dst.bin");
+    sh(&format!("head -c 8388608 /dev/urandom > {}", src.display()));
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", &net.ns_b, "timeout", "120", "socat", "-u"])
+        .arg(format!("TCP-LISTEN:{OK_PORT},reuseaddr"))
+        .arg(format!("OPEN:{},creat,trunc", dst.display()))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut client = Command::new("ip")
+        .args(["netns", "exec", &net.ns_a, "timeout", "120", "sh", "-c"])
+        // Slow the sender a little so the transfer overlaps the publishes.
+        .arg(format!(
+            "(for i in $(seq 0 31); do dd if={} bs=262144 skip=$i count=1 status=none; sleep 0.05; done) | socat -u - TCP:{IP_B}:{OK_PORT}",
+            src.display()
+        ))
+        .spawn()
+        .unwrap();
+    for g in 4..104 {
+        publish(g, false);
+    }
+    rt.block_on(applied(&mut watcher, &t, 103));
+    assert!(client.wait().unwrap().success(), "client failed");
+    assert!(server.wait().unwrap().success(), "server failed");
+    assert_eq!(
+        sh(&format!("sha256sum < {}", src.display())),
+        sh(&format!("sha256sum < {}", dst.display()))
+    );
+    assert_eq!(metric(metrics_port, "rampart_policy_generation", ""), 103);
+    assert_eq!(
+        metric(
+            metrics_port,
+            "rampart_port_drops_total",
+            "reason=\"policy\""
+        ),
+        policy_drops
+    );
+    assert_eq!(
+        metric(
+            metrics_port,
+            "rampart_port_drops_total",
+            "reason=\"conntrack\""
+        ),
+        conntrack_drops
+    );
+
+    // The broker drops the node: forwarding never stops, and the next publish applies.
+    let mut ping = Command::new("ip")
+        .args([
+            "netns", "exec", &net.ns_a, "ping", "-c", "40", "-i", "0.1", "-W", "1", IP_B,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        close_connection_of(&t),
+        "no broker connection of node {t} found"
+    );
+    let out = ping.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(" 0% packet loss"),
+        "ping lost packets while the broker was away:\n{text}"
+    );
+    publish(104, true);
+    rt.block_on(applied(&mut watcher, &t, 104));
+
+    let done = app.terminate(Duration::from_secs(30));
+    assert!(
+        done.status.success(),
+        "{}\n{}\n{}",
+        done.status,
+        done.stdout,
+        done.stderr
+    );
+
+    // Restart with the broker unreachable: generation 104 (persisted) is enforced at once —
+    // ping is allowed and the service port is blocked, which the deny-all fallback would not
+    // allow and an allow-all would not block.
+    let mut dead = b.clone();
+    let closed = free_port();
+    dead.uri = format!("amqp://guest:guest@127.0.0.1:{closed}/%2f");
+    let metrics_port = free_port();
+    write_config(
+        &cfg,
+        &net,
+        &eal_args(&t),
+        &control_toml(&t, &state, &dead),
+        metrics_port,
+    );
+    let mut app = Appliance::spawn(&["--config".into(), cfg.display().to_string()]);
+    app.wait_for("rampart: forwarding", Duration::from_secs(60));
+    assert_eq!(metric(metrics_port, "rampart_policy_generation", ""), 104);
+    let deadline = Instant::now() + WAIT;
+    while !ping_ok(&net) {
+        assert!(
+            Instant::now() < deadline,
+            "persisted policy does not allow ping"
+        );
+    }
+    let _sink = sink(&net.ns_b, OK_PORT);
+    assert_eq!(connect(&net.ns_a, IP_B, OK_PORT, 2), Connect::TimedOut);
+    let done = app.terminate(Duration::from_secs(30));
+    assert!(
+        done.status.success(),
+        "{}\n{}\n{}",
+        done.status,
+        done.stdout,
+        done.stderr
+    );
+    rt.block_on(publisher.close());
+    rt.block_on(watcher.close());
+}
