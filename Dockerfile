@@ -21,7 +21,7 @@ COPY pktgen pktgen
 COPY src src
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin rampart \
+    cargo build --release --bin rampart \
  && install -D -m 0755 target/release/rampart /out/rampart
 
 FROM debian:bookworm-slim AS runtime

@@ -17,6 +17,7 @@ bench_forwarding() {
   command -v dpdk-testpmd >/dev/null || { echo "bench: dpdk-testpmd missing (apt-get install dpdk-dev)"; return 1; }
   local mem r t samples_r=() samples_t=() out body
   out=$(mktemp -d)
+  local load; load=$(cut -d' ' -f1-3 /proc/loadavg)
   mem=$(scripts/eal-mem.sh rampart-bench)
   local eal="-l 0,1 --no-pci $mem"
   local cmd_r="$RAMPART --inside net_null0 --outside net_null1 --duration $BENCH_SECS --stats-interval-ms 1000 -- $eal"
@@ -59,7 +60,7 @@ bench_forwarding() {
     printf '| rampart (Rust, rampart-dpdk) | %.2f | %s | %s |\n' "$r" "$nr" "$ratio"
     printf '| dpdk-testpmd io-fwd (C) | %.2f | %s | 1.00 |\n' "$t" "$nt"
     echo
-    echo "Measured $(date -u +%Y-%m-%d) on $(nproc) vCPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), DPDK $(pkg-config --modversion libdpdk), EAL memory: \`$mem\`."
+    echo "Measured $(date -u +%Y-%m-%d) on $(nproc) vCPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), DPDK $(pkg-config --modversion libdpdk), EAL memory: \`$mem\`, host load average before the run: $load (other jobs on the same vCPUs make both forwarders slower and the ratio noisier)."
     echo
     echo "Commands (\`make bench\` = \`scripts/bench.sh\`; this section alone: \`scripts/bench.sh forwarding\`):"
     echo
