@@ -34,7 +34,9 @@ pub struct Enforced {
     /// The report to send (outcome Applied).
     pub report: RealizedState,
     /// The document to persist.
-    pub document_json: Vec<u8>,
+    pub document: rampart_config::policy::PolicyDocument,
+    /// Its JSON as received, if any.
+    pub raw_json: Option<Vec<u8>>,
 }
 
 impl Applier {
@@ -81,12 +83,18 @@ impl Applier {
         r
     }
 
-    /// Compile `doc` if it is newer than what is enforced.
-    pub fn compile(
-        &self,
-        doc: Result<rampart_config::policy::PolicyDocument, Refusal>,
-    ) -> Result<Compiled, Refusal> {
-        policy::compile(&doc?, Some(self.active_generation()))
+    /// Parse and compile a JSON document (a broker message) if it is newer than what is enforced.
+    pub fn compile_json(&self, bytes: Vec<u8>) -> Result<Compiled, Refusal> {
+        let started = Instant::now();
+        let doc = policy::parse_json(&bytes)?;
+        policy::compile(doc, Some(bytes), Some(self.active_generation()), started)
+    }
+
+    /// Read and compile a policy file if it is newer than what is enforced.
+    pub fn compile_file(&self, path: &std::path::Path) -> Result<Compiled, Refusal> {
+        let started = Instant::now();
+        let doc = policy::parse_path(path)?;
+        policy::compile(doc, None, Some(self.active_generation()), started)
     }
 
     /// Publish `compiled` to the workers and wait until each passed a quiescent point.
@@ -95,7 +103,8 @@ impl Applier {
     pub fn enforce(&self, compiled: Compiled) -> Enforced {
         let Compiled {
             ruleset,
-            document_json,
+            document,
+            raw_json,
             compile_time,
         } = compiled;
         let started = Instant::now();
@@ -119,13 +128,15 @@ impl Applier {
         Enforced {
             previous,
             report,
-            document_json,
+            document,
+            raw_json,
         }
     }
 
     /// Persist the enforced document as last-good, then let the previous ruleset go.
     pub fn commit(&self, enforced: Enforced) -> Result<(), PersistError> {
-        let result = persist::write_atomic(&self.last_good_path, &enforced.document_json);
+        let json = Compiled::into_json(enforced.document, enforced.raw_json);
+        let result = persist::write_atomic(&self.last_good_path, &json);
         drop(enforced.previous);
         result
     }

@@ -11,6 +11,7 @@ use rampart_config::policy::Action;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Where the boot policy came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +94,9 @@ pub fn initial_ruleset(cfg: &ControlConfig) -> Result<BootPolicy, BootError> {
     let persisted = cfg.last_good_path();
     match persist::read_if_exists(&persisted) {
         Ok(Some(bytes)) => {
-            match policy::parse_json(&bytes).and_then(|doc| policy::compile(&doc, None)) {
+            match policy::parse_json(&bytes)
+                .and_then(|doc| policy::compile(doc, None, None, Instant::now()))
+            {
                 Ok(c) => consider(c.ruleset, BootSource::Persisted(persisted)),
                 Err(r) => skipped.push(format!("{}: {}", persisted.display(), describe(r))),
             }
@@ -102,7 +105,9 @@ pub fn initial_ruleset(cfg: &ControlConfig) -> Result<BootPolicy, BootError> {
         Err(e) => skipped.push(e.to_string()),
     }
     if let Some(file) = &cfg.policy_file {
-        match policy::parse_path(file).and_then(|doc| policy::compile(&doc, None)) {
+        match policy::parse_path(file)
+            .and_then(|doc| policy::compile(doc, None, None, Instant::now()))
+        {
             Ok(c) => consider(c.ruleset, BootSource::File(file.clone())),
             Err(r) => skipped.push(describe(r)),
         }

@@ -7,7 +7,7 @@ use crate::backoff::Backoff;
 use crate::config::BrokerConfig;
 use crate::connect::{self, ConnectError};
 use crate::metrics::ControlCounters;
-use crate::policy::{self, Refusal};
+use crate::policy::Refusal;
 use crate::status::RealizedState;
 use crate::topology;
 use futures_lite::StreamExt;
@@ -168,10 +168,9 @@ impl BrokerSource {
     ) -> Result<(), SessionError> {
         let lapin::message::Delivery { data, acker, .. } = delivery;
         let applier = self.applier.clone();
-        let compiled =
-            tokio::task::spawn_blocking(move || applier.compile(policy::parse_json(&data)))
-                .await
-                .map_err(|e| SessionError::Task(e.to_string()))?;
+        let compiled = tokio::task::spawn_blocking(move || applier.compile_json(data))
+            .await
+            .map_err(|e| SessionError::Task(e.to_string()))?;
         let compiled = match compiled {
             Ok(c) => c,
             Err(refusal) => {

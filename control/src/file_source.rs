@@ -5,7 +5,7 @@
 
 use crate::apply::Applier;
 use crate::metrics::ControlCounters;
-use crate::policy::{self, Refusal};
+use crate::policy::Refusal;
 use crate::status::RealizedState;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -80,7 +80,7 @@ impl FileSource {
         let reports = self.reports.clone();
         let counters = self.counters.clone();
         let outcome = tokio::task::spawn_blocking(move || {
-            let report = match applier.compile(policy::parse_path(&path)) {
+            let report = match applier.compile_file(&path) {
                 Ok(compiled) => {
                     let enforced = applier.enforce(compiled);
                     let report = enforced.report.clone();

@@ -13,10 +13,19 @@ use std::time::{Duration, Instant};
 pub struct Compiled {
     /// The compiled, immutable ruleset.
     pub ruleset: Arc<Ruleset>,
-    /// The document, re-serialized as JSON: what gets persisted as last-good.
-    pub document_json: Vec<u8>,
-    /// Validation + compilation time.
+    /// The document (persisted as last-good after it is enforced).
+    pub document: PolicyDocument,
+    /// The JSON it arrived as, if it arrived as JSON: persisted as is, no re-serialization.
+    pub raw_json: Option<Vec<u8>>,
+    /// Parse + validation + compilation time.
     pub compile_time: Duration,
+}
+
+impl Compiled {
+    /// What to persist: the JSON as received, else the document serialized.
+    pub fn into_json(document: PolicyDocument, raw_json: Option<Vec<u8>>) -> Vec<u8> {
+        raw_json.unwrap_or_else(|| document.to_json_vec())
+    }
 }
 
 /// Why a document was not compiled.
@@ -67,7 +76,13 @@ fn generation_hint(bytes: &[u8]) -> Option<u64> {
 }
 
 /// Validate and compile `doc` unless it is not newer than `active` (the enforced generation).
-pub fn compile(doc: &PolicyDocument, active: Option<u64>) -> Result<Compiled, Refusal> {
+/// `started` is when handling the document began (parse included in `compile_time`).
+pub fn compile(
+    doc: PolicyDocument,
+    raw_json: Option<Vec<u8>>,
+    active: Option<u64>,
+    started: Instant,
+) -> Result<Compiled, Refusal> {
     if let Some(active) = active {
         if doc.generation <= active {
             return Err(Refusal::Stale {
@@ -76,7 +91,6 @@ pub fn compile(doc: &PolicyDocument, active: Option<u64>) -> Result<Compiled, Re
             });
         }
     }
-    let started = Instant::now();
     let invalid = |error: String| Refusal::Invalid {
         generation: Some(doc.generation),
         error,
@@ -86,10 +100,10 @@ pub fn compile(doc: &PolicyDocument, active: Option<u64>) -> Result<Compiled, Re
         .map_err(|e| invalid(e.to_string()))?;
     let ruleset = Ruleset::compile(&validated).map_err(|e| invalid(e.to_string()))?;
     let compile_time = started.elapsed();
-    let document_json = doc.to_json_vec();
     Ok(Compiled {
         ruleset: Arc::new(ruleset),
-        document_json,
+        document: doc,
+        raw_json,
         compile_time,
     })
 }
@@ -102,7 +116,7 @@ pub fn empty_ruleset(default_action: Action) -> Result<Arc<Ruleset>, Refusal> {
         default_action,
         ..PolicyDocument::default()
     };
-    compile(&doc, None).map(|c| c.ruleset)
+    compile(doc, None, None, Instant::now()).map(|c| c.ruleset)
 }
 
 /// Compiler warnings as display strings (shadowed / redundant rules).
