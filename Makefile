@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 RAMPART := $(CARGO_TARGET_DIR)/release/rampart
 
-.PHONY: all setup build release demo test bench fmt clippy clean
+.PHONY: all setup build release demo demo-netns test bench fmt clippy clean
 
 all: build
 
@@ -21,8 +21,14 @@ build: setup
 release: setup
 	$(CARGO) build --release --bin rampart
 
-# The appliance between two network namespaces with ping + iperf3 through it, stats every second.
-demo: release
+# The firewall with the example policy between two memif ports, pktgen driving allowed,
+# dropped and rejected traffic through it from a second process (~20 s; no NIC, no broker).
+demo: setup
+	$(CARGO) build --release -p rampart -p rampart-pktgen
+	RAMPART=$(RAMPART) PKTGEN=$(CARGO_TARGET_DIR)/release/pktgen scripts/demo-firewall.sh
+
+# The raw forwarder between two network namespaces with ping + iperf3 through it.
+demo-netns: release
 	RAMPART=$(RAMPART) scripts/demo.sh
 
 # Every test: unit tests of all crates and the integration tests in tests/ (netns + veth,
@@ -30,6 +36,8 @@ demo: release
 test: setup
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace --no-fail-fast
+	# The wire parser under libFuzzer for a bounded time, from the committed seed corpus.
+	scripts/fuzz.sh 60 parse
 
 # Benchmarks side by side in one run; results go to BENCHMARKS.md.
 bench: release

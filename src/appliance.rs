@@ -2,7 +2,7 @@
 //! stats loop → stop workers → summary → stop ports → EAL cleanup.
 
 use crate::firewall::{self, FirewallPlane};
-use crate::metrics::{self, MetricsSource};
+use crate::metrics::DataplaneMetrics;
 use crate::stats::{self, Sample};
 use anyhow::{bail, Context};
 use rampart_config::appliance::ApplianceConfig;
@@ -122,9 +122,17 @@ pub fn run(
         launched.push(lcore);
     }
     // The control plane starts once every worker holds its table reader, so the first swap
-    // waits for all of them; then the metrics endpoint.
+    // waits for all of them. Its metrics endpoint (control.metrics_listen) serves the
+    // dataplane's counters too.
     if let (Some(p), Some(c)) = (plane.as_mut(), control) {
-        if let Err(e) = p.start(c) {
+        let metrics = DataplaneMetrics {
+            ports: (0..ports.len())
+                .map(|i| (stats::port_label(i), ports[i].name().to_owned()))
+                .collect(),
+            workers: counters.clone(),
+            firewalls: p.counters.clone(),
+        };
+        if let Err(e) = p.start(c, Arc::new(metrics)) {
             quit.store(true, Ordering::SeqCst);
             for l in &launched {
                 eal.wait(*l);
@@ -132,33 +140,6 @@ pub fn run(
             return Err(e);
         }
     }
-    let metrics_stop = Arc::new(AtomicBool::new(false));
-    let metrics_thread = match &cfg.metrics.listen {
-        Some(addr) => {
-            let listener = std::net::TcpListener::bind(addr).with_context(|| {
-                format!("config field `metrics.listen`: cannot listen on {addr}")
-            })?;
-            let source = MetricsSource {
-                ports: (0..ports.len())
-                    .map(|i| (stats::port_label(i), ports[i].name().to_owned()))
-                    .collect(),
-                workers: counters.clone(),
-                firewalls: plane
-                    .as_ref()
-                    .map(|p| p.counters.clone())
-                    .unwrap_or_default(),
-                table: plane.as_ref().map(|p| p.table.clone()),
-                generation_seen: std::sync::Mutex::new((u64::MAX, Instant::now())),
-            };
-            println!("rampart: metrics on http://{addr}/metrics");
-            Some(metrics::serve(
-                listener,
-                Arc::new(source),
-                metrics_stop.clone(),
-            )?)
-        }
-        None => None,
-    };
     let lcore_list: Vec<String> = launched.iter().map(|l| l.0.to_string()).collect();
     let pairs: Vec<String> = cfg
         .pairs
@@ -203,15 +184,11 @@ pub fn run(
         }
     }
 
-    // Shutdown: stop the control plane (a swap in flight finishes first) and the metrics
-    // endpoint, then stop and join the workers (they drop their bursts, freeing every mbuf),
+    // Shutdown: stop the control plane (a swap in flight finishes first; its metrics endpoint
+    // closes with it), then stop and join the workers (they drop their bursts, freeing every mbuf),
     // then report, then stop and close the ports, then clean up EAL.
     if let Some(p) = plane.as_mut() {
         p.shutdown();
-    }
-    metrics_stop.store(true, Ordering::SeqCst);
-    if let Some(t) = metrics_thread {
-        let _ = t.join();
     }
     quit.store(true, Ordering::SeqCst);
     for l in &launched {

@@ -6,7 +6,8 @@ use anyhow::Context;
 use rampart_classify::TableHandle;
 use rampart_config::appliance::ApplianceConfig;
 use rampart_config::firewall::{ArpSection, FirewallSection};
-use rampart_control::{ControlConfig, ControlPlane};
+use rampart_control::metrics::MetricsSource;
+use rampart_control::{ControlConfig, ControlPlane, SpawnOptions};
 use rampart_dataplane::{
     firewall::log_queue, Firewall, FirewallCounters, FirewallSettings, LogQueue,
 };

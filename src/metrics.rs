@@ -1,38 +1,26 @@
-//! The Prometheus text-format metrics endpoint (`GET /metrics`), served by a plain thread of
-//! the control side — never a worker core. A scrape reads the workers' single-writer counters
-//! (relaxed loads, no locks on the hot path) and renders them.
+//! The dataplane's series for the Prometheus endpoint the control thread serves
+//! (`control.metrics_listen`; the control plane adds its own policy and broker series). A
+//! scrape reads the workers' single-writer counters with relaxed loads — no locks, nothing on
+//! the hot path — on the control thread, never a worker core.
 
-use rampart_classify::TableHandle;
 use rampart_dataplane::{DropReason, FirewallCounters, WorkerCounters};
 use rampart_flow::TrackError;
 use rampart_wire::ParseError;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write as _};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 /// Everything a scrape reads.
-pub struct MetricsSource {
+pub struct DataplaneMetrics {
     /// Port labels (`in0`, `out0`, …) and their DPDK device names, by port index.
     pub ports: Vec<(String, String)>,
     /// Each worker's loop counters.
     pub workers: Vec<Arc<WorkerCounters>>,
     /// Each worker's firewall counters (empty in raw-forward mode).
     pub firewalls: Vec<Arc<FirewallCounters>>,
-    /// The ruleset table (None in raw-forward mode).
-    pub table: Option<TableHandle>,
-    /// When the current generation was first seen, to report its age.
-    pub generation_seen: Mutex<(u64, Instant)>,
 }
 
-impl MetricsSource {
-    /// Renders every metric in the Prometheus text exposition format.
-    pub fn render(&self) -> String {
-        let mut out = String::with_capacity(16 * 1024);
-        let o = &mut out;
+impl rampart_control::metrics::MetricsSource for DataplaneMetrics {
+    fn render(&self, o: &mut String) {
         header(
             o,
             "rampart_port_rx_packets_total",
@@ -100,55 +88,10 @@ impl MetricsSource {
         if !self.firewalls.is_empty() {
             self.firewall(o);
         }
-        if let Some(table) = &self.table {
-            let rs = table.current();
-            let g = rs.generation();
-            let age = {
-                let mut seen = self.generation_seen.lock().expect("metrics state");
-                if seen.0 != g {
-                    *seen = (g, Instant::now());
-                }
-                seen.1.elapsed().as_secs_f64()
-            };
-            header(
-                o,
-                "rampart_policy_generation",
-                "gauge",
-                "Generation of the ruleset in force.",
-            );
-            let _ = writeln!(o, "rampart_policy_generation {g}");
-            header(
-                o,
-                "rampart_policy_age_seconds",
-                "gauge",
-                "Seconds since this generation came into force (as seen by this process).",
-            );
-            let _ = writeln!(o, "rampart_policy_age_seconds {age:.3}");
-            header(
-                o,
-                "rampart_policy_rules",
-                "gauge",
-                "Rules in the ruleset in force.",
-            );
-            let _ = writeln!(o, "rampart_policy_rules {}", rs.rule_count());
-            header(
-                o,
-                "rampart_policy_warnings",
-                "gauge",
-                "Compile warnings (shadowed or redundant rules) of the ruleset in force.",
-            );
-            let _ = writeln!(o, "rampart_policy_warnings {}", rs.warnings().len());
-            header(
-                o,
-                "rampart_policy_memory_bytes",
-                "gauge",
-                "Classifier memory of the ruleset in force.",
-            );
-            let _ = writeln!(o, "rampart_policy_memory_bytes {}", rs.memory_bytes());
-        }
-        out
     }
+}
 
+impl DataplaneMetrics {
     fn per_port(
         &self,
         o: &mut String,
@@ -352,57 +295,4 @@ impl MetricsSource {
 
 fn header(o: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-/// Serves `GET /metrics` on `listener` until `stop` is set.
-pub fn serve(
-    listener: TcpListener,
-    source: Arc<MetricsSource>,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<JoinHandle<()>> {
-    listener.set_nonblocking(true)?;
-    std::thread::Builder::new()
-        .name("rampart-metrics".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        let _ = answer(conn, &source);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(20))
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        })
-}
-
-fn answer(conn: TcpStream, source: &MetricsSource) -> std::io::Result<()> {
-    conn.set_nonblocking(false)?;
-    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut reader = BufReader::new(&conn);
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    // Drain the headers.
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
-        line.clear();
-    }
-    let path = request.split_whitespace().nth(1).unwrap_or("");
-    let (status, body) = if request.starts_with("GET ") && (path == "/metrics" || path == "/") {
-        ("200 OK", source.render())
-    } else {
-        (
-            "404 Not Found",
-            "only GET /metrics is served here\n".to_owned(),
-        )
-    };
-    let mut w = &conn;
-    write!(
-        w,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    w.flush()
 }

@@ -65,7 +65,8 @@ fn metric(port: u16, name: &str, filter: &str) -> u64 {
 }
 
 /// The appliance's config file: af_packet ports on the pair, a firewall, a control section.
-fn write_config(path: &Path, net: &NetnsPair, eal: &[String], control: &str, metrics_port: u16) {
+/// `control` is the whole `[control]` table (TOML text).
+fn write_config(path: &Path, net: &NetnsPair, eal: &[String], control: &str) {
     let (va, vb) = net.vdevs();
     let eal: Vec<String> = eal.iter().map(|a| format!("{a:?}")).collect();
     let text = format!(
@@ -82,10 +83,6 @@ idle_sleep_us = 20
 [stats]
 interval_ms = 0
 
-[metrics]
-listen = "127.0.0.1:{metrics_port}"
-
-[control]
 {control}
 "#,
         eal.join(", ")
@@ -226,12 +223,12 @@ fn file_policy_allows_refuses_drops_and_cuts_sessions() {
     std::fs::write(&policy_file, policy(1, false)).unwrap();
     let metrics_port = free_port();
     let control = format!(
-        "node = \"{t}\"\npolicy_file = \"{}\"\nstate_dir = \"{}\"\nfile_poll_ms = 200\n",
+        "[control]\nnode = \"{t}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\npolicy_file = \"{}\"\nstate_dir = \"{}\"\nfile_poll_ms = 200\n",
         policy_file.display(),
         dir.path("state").display()
     );
     let cfg = dir.path("rampart.toml");
-    write_config(&cfg, &net, &eal_args(&t), &control, metrics_port);
+    write_config(&cfg, &net, &eal_args(&t), &control);
     let mut app = Appliance::spawn(&["--config".into(), cfg.display().to_string()]);
     app.wait_for("rampart: forwarding", Duration::from_secs(60));
 
@@ -424,8 +421,7 @@ fn broker_policy_is_enforced_survives_broker_loss_and_restarts_from_disk() {
         &cfg,
         &net,
         &eal_args(&t),
-        &control_toml(&t, &state, &b),
-        metrics_port,
+        &control_toml(&t, &state, &b, metrics_port),
     );
 
     let mut watcher = rt
@@ -587,8 +583,7 @@ fn broker_policy_is_enforced_survives_broker_loss_and_restarts_from_disk() {
         &cfg,
         &net,
         &eal_args(&t),
-        &control_toml(&t, &state, &dead),
-        metrics_port,
+        &control_toml(&t, &state, &dead, metrics_port),
     );
     let mut app = Appliance::spawn(&["--config".into(), cfg.display().to_string()]);
     app.wait_for("rampart: forwarding", Duration::from_secs(60));

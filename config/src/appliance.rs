@@ -74,9 +74,6 @@ pub struct ApplianceConfig {
     /// `[firewall]`: pipeline settings (used when a `[control]` section enables the firewall).
     #[serde(default)]
     pub firewall: crate::firewall::FirewallSection,
-    /// `[metrics]`: the Prometheus endpoint.
-    #[serde(default)]
-    pub metrics: crate::firewall::MetricsSection,
 }
 
 /// `[eal]`
@@ -211,7 +208,6 @@ impl Default for ApplianceConfig {
             stats: StatsSection::default(),
             control: None,
             firewall: Default::default(),
-            metrics: Default::default(),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The `[firewall]` and `[metrics]` sections of the appliance config: how the pipeline treats
+//! The `[firewall]` section of the appliance config: how the pipeline treats
 //! traffic that policy does not decide (ARP, tunnels, flows across a policy change), the flow
 //! table's size and timeouts, and rule-log rates. Policy itself comes from the control plane.
 
@@ -76,12 +76,4 @@ pub struct TimeoutsSection {
     pub udp_stream_secs: Option<u32>,
     pub icmp_secs: Option<u32>,
     pub generic_secs: Option<u32>,
-}
-
-/// `[metrics]`: the Prometheus endpoint.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MetricsSection {
-    /// Address to serve `GET /metrics` on, e.g. `127.0.0.1:9464`; unset: no endpoint.
-    pub listen: Option<String>,
 }

@@ -104,7 +104,7 @@ pub struct WorkerCounters {
     pub busy_polls: Counter,
     /// Poll iterations that received nothing.
     pub idle_polls: Counter,
-    /// Cycles per received burst (stages + transmit).
+    /// Cycles per received burst (receive, stages, transmit).
     pub burst_cycles: BurstHistogram,
 }
 

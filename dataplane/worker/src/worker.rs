@@ -62,7 +62,10 @@ pub fn assign_queues(
         })
         .collect();
     for (port_rx, port_tx) in rx.into_iter().zip(tx) {
-        assert!(port_rx.len() >= workers && port_tx.len() >= workers, "one queue per worker");
+        assert!(
+            port_rx.len() >= workers && port_tx.len() >= workers,
+            "one queue per worker"
+        );
         for (w, (r, t)) in port_rx.into_iter().zip(port_tx).take(workers).enumerate() {
             out[w].rx.push(r);
             out[w].tx.push(t);
@@ -89,7 +92,12 @@ pub struct Worker<S: BurstStage> {
 
 impl<S: BurstStage> Worker<S> {
     /// A worker over `queues` running `stage`. It stops when `stop` becomes true.
-    pub fn new(queues: WorkerQueues, stage: S, stop: Arc<AtomicBool>, settings: WorkerSettings) -> Self {
+    pub fn new(
+        queues: WorkerQueues,
+        stage: S,
+        stop: Arc<AtomicBool>,
+        settings: WorkerSettings,
+    ) -> Self {
         Worker {
             queues,
             stage,
@@ -146,8 +154,17 @@ impl<S: BurstStage> Worker<S> {
     pub fn poll_once(&mut self) -> usize {
         let now_tsc = rdtsc();
         let mut total = 0;
+        // One extra TSC read per non-empty burst times it: receive, stages and transmit (plus
+        // any empty polls of other ports since the previous burst ended).
+        let mut t = now_tsc;
         for p in 0..self.queues.rx.len() {
-            total += self.serve_port(p, now_tsc);
+            let n = self.serve_port(p, now_tsc);
+            if n != 0 {
+                let end = rdtsc();
+                self.counters.burst_cycles.record(end.wrapping_sub(t));
+                t = end;
+            }
+            total += n;
         }
         self.stage.end_of_poll(now_tsc);
         if total == 0 {
