@@ -101,7 +101,10 @@ fn udp_flows_arrive_exactly_once_with_a_latency_sample_each() {
     assert_eq!(u(&r["returned"]["total"]), 0);
     // 20,000 frames at 200k pps take about 0.1 s.
     let secs = r["duration_s"].as_f64().unwrap();
-    assert!((0.08..2.0).contains(&secs), "duration {secs}");
+    assert!(
+        (0.09..10.0).contains(&secs),
+        "rate-limited: 20,000 frames at 200k pps take 0.1 s, took {secs}"
+    );
 }
 
 #[test]
