@@ -305,9 +305,16 @@ impl RunReport {
     pub fn table(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
+        let w = self
+            .streams
+            .iter()
+            .map(|r| r.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(16);
         let _ = writeln!(
             s,
-            "{:<16} {:>12} {:>12} {:>10} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "{:<w$} {:>12} {:>12} {:>10} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
             "stream",
             "tx",
             "rx",
@@ -323,7 +330,7 @@ impl RunReport {
         for r in self.streams.iter().chain(std::iter::once(&self.total)) {
             let _ = writeln!(
                 s,
-                "{:<16} {:>12} {:>12} {:>10} {:>8.4} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                "{:<w$} {:>12} {:>12} {:>10} {:>8.4} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
                 r.name,
                 r.tx,
                 r.rx,
