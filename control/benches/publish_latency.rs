@@ -56,7 +56,8 @@ fn main() {
 
     let mut broker = BrokerConfig::new(uri);
     broker.names = TopologyNames::with_prefix(&format!("bench.{}", std::process::id()));
-    broker.status_interval_ms = 0;
+    // Heartbeats, so the watcher (connected after the node) surely sees the node come up.
+    broker.status_interval_ms = 500;
     let state = std::env::temp_dir().join(format!("rampart-bench-{}", std::process::id()));
     let mut cfg = ControlConfig::new("bench-node");
     cfg.broker = Some(broker.clone());
