@@ -42,9 +42,9 @@ pub enum ConnectError {
         ca: String,
         /// What the TLS layer said (e.g. "invalid peer certificate: UnknownIssuer").
         reason: String,
-        /// lapin's error (names the certificate problem).
+        /// lapin's error.
         #[source]
-        source: lapin::Error,
+        source: Box<lapin::Error>,
     },
     /// TCP connect, AMQP handshake or authentication failed.
     #[error("connecting to {uri}: {source}")]
@@ -53,7 +53,7 @@ pub enum ConnectError {
         uri: String,
         /// lapin's error.
         #[source]
-        source: lapin::Error,
+        source: Box<lapin::Error>,
     },
     /// The attempt did not finish within [`CONNECT_TIMEOUT`].
     #[error("connecting to {uri}: timed out after {timeout:?}")]
@@ -127,7 +127,7 @@ pub async fn connect(cfg: &BrokerConfig, name: &str) -> Result<Connection, Conne
     let builder = DefaultConnectionBuilder::new()
         .map_err(|source| ConnectError::Amqp {
             uri: uri.clone(),
-            source,
+            source: Box::new(source),
         })?
         .with_uri_str(cfg.uri.clone())
         .with_properties(props)
@@ -155,12 +155,18 @@ pub async fn connect(cfg: &BrokerConfig, name: &str) -> Result<Connection, Conne
                         .map(|p| p.display().to_string())
                         .unwrap_or_default(),
                     reason,
-                    source,
+                    source: Box::new(source),
                 }),
-                Ok(()) => Err(ConnectError::Amqp { uri, source }),
+                Ok(()) => Err(ConnectError::Amqp {
+                    uri,
+                    source: Box::new(source),
+                }),
             }
         }
-        Ok(Err(source)) => Err(ConnectError::Amqp { uri, source }),
+        Ok(Err(source)) => Err(ConnectError::Amqp {
+            uri,
+            source: Box::new(source),
+        }),
     }
 }
 
