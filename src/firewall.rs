@@ -145,9 +145,17 @@ impl FirewallPlane {
 
     /// Start the control plane and the rule-log writer (after the workers hold their readers,
     /// so the first swap waits for them).
-    pub fn start(&mut self, control: ControlConfig) -> anyhow::Result<()> {
+    pub fn start(
+        &mut self,
+        control: ControlConfig,
+        metrics: Arc<dyn MetricsSource>,
+    ) -> anyhow::Result<()> {
+        let opts = SpawnOptions {
+            sighup: true,
+            metrics: Some(metrics),
+        };
         self.control = Some(
-            ControlPlane::spawn(control, self.table.clone())
+            ControlPlane::spawn_with(control, self.table.clone(), opts)
                 .context("cannot start the control plane")?,
         );
         let logs = self.logs.clone();
