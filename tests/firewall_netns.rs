@@ -90,16 +90,31 @@ interval_ms = 0
     std::fs::write(path, text).unwrap();
 }
 
-/// A TCP listener in `ns` accepting any number of connections, discarding the data.
-fn sink(ns: &str, port: u16) -> Child {
-    Command::new("ip")
-        .args(["netns", "exec", ns, "socat", "-u"])
-        .arg(format!("TCP-LISTEN:{port},reuseaddr,fork"))
-        .arg("OPEN:/dev/null")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn socat (apt-get install socat)")
+/// A TCP listener in `ns` accepting any number of connections, discarding the data; stopped
+/// on drop. (Processes are killed by handle: `pkill -f` would reach other tests' listeners,
+/// since namespaces separate networks, not processes.)
+struct Sink(Child);
+
+fn sink(ns: &str, port: u16) -> Sink {
+    Sink(
+        Command::new("ip")
+            .args(["netns", "exec", ns, "socat", "-u"])
+            .arg(format!("TCP-LISTEN:{port},reuseaddr,fork"))
+            .arg("OPEN:/dev/null")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn socat (apt-get install socat)"),
+    )
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        // Let the port be free again before someone else listens on it.
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -232,11 +247,9 @@ fn file_policy_allows_refuses_drops_and_cuts_sessions() {
     let mut app = Appliance::spawn(&["--config".into(), cfg.display().to_string()]);
     app.wait_for("rampart: forwarding", Duration::from_secs(60));
 
-    let _sinks = [
-        sink(&net.ns_b, OK_PORT),
-        sink(&net.ns_b, REJECT_PORT),
-        sink(&net.ns_b, DROP_PORT),
-    ];
+    let ok_sink = sink(&net.ns_b, OK_PORT);
+    let _reject_sink = sink(&net.ns_b, REJECT_PORT);
+    let _drop_sink = sink(&net.ns_b, DROP_PORT);
     let deadline = Instant::now() + WAIT;
     while !ping_ok(&net) {
         assert!(
@@ -264,10 +277,7 @@ fn file_policy_allows_refuses_drops_and_cuts_sessions() {
     // An established session stops when a new generation denies it.
     let file = dir.path("session.out");
     // The fork-sink owns OK_PORT in ns_b: stop it so the session's own server can listen.
-    sh_ok(&format!(
-        "ip netns exec {} pkill -f 'TCP-LISTEN:{OK_PORT},'",
-        net.ns_b
-    ));
+    drop(ok_sink);
     std::thread::sleep(Duration::from_millis(200));
     let session = Session::start(&net, OK_PORT, &file);
     assert!(
@@ -355,21 +365,28 @@ fn broker(t: &str) -> Option<BrokerConfig> {
     Some(b)
 }
 
-fn control_toml(t: &str, state: &Path, b: &BrokerConfig) -> String {
+/// The whole `[control]` table for a broker-fed node.
+fn control_toml(t: &str, state: &Path, b: &BrokerConfig, metrics_port: u16) -> String {
     #[derive(serde::Serialize)]
     struct C<'a> {
         node: &'a str,
+        metrics_listen: String,
         state_dir: &'a Path,
         no_policy: &'a str,
         broker: &'a BrokerConfig,
     }
-    toml::to_string(&C {
+    #[derive(serde::Serialize)]
+    struct W<'a> {
+        control: C<'a>,
+    }
+    let control = C {
         node: t,
+        metrics_listen: format!("127.0.0.1:{metrics_port}"),
         state_dir: state,
         no_policy: "deny-all",
         broker: b,
-    })
-    .unwrap()
+    };
+    toml::to_string(&W { control }).unwrap()
 }
 
 async fn applied(w: &mut StatusWatcher, node: &str, generation: u64) -> RealizedState {
@@ -445,17 +462,14 @@ fn broker_policy_is_enforced_survives_broker_loss_and_restarts_from_disk() {
     );
 
     // Generation 1 allows: publish → enforced.
-    let _sink = sink(&net.ns_b, OK_PORT);
+    let ok_sink = sink(&net.ns_b, OK_PORT);
     publish(1, false);
     let s = rt.block_on(applied(&mut watcher, &t, 1));
     assert_eq!(s.rule_count, 3);
     until_accepted(&net.ns_a, IP_B, OK_PORT);
 
     // Generation 2 denies: a running session stops and new connections time out.
-    sh_ok(&format!(
-        "ip netns exec {} pkill -f 'TCP-LISTEN:{OK_PORT},'",
-        net.ns_b
-    ));
+    drop(ok_sink);
     let file = dir.path("session.out");
     let session = Session::start(&net, OK_PORT, &file);
     assert!(
@@ -470,7 +484,7 @@ fn broker_policy_is_enforced_survives_broker_loss_and_restarts_from_disk() {
         "the session still moves under a deny"
     );
     drop(session);
-    let _sink = sink(&net.ns_b, OK_PORT);
+    let ok_sink = sink(&net.ns_b, OK_PORT);
     assert_eq!(connect(&net.ns_a, IP_B, OK_PORT, 2), Connect::TimedOut);
 
     // Generation 3 allows again.
@@ -490,10 +504,7 @@ fn broker_policy_is_enforced_survives_broker_loss_and_restarts_from_disk() {
         "rampart_port_drops_total",
         "reason=\"conntrack\"",
     );
-    sh_ok(&format!(
-        "ip netns exec {} pkill -f 'TCP-LISTEN:{OK_PORT},'",
-        net.ns_b
-    ));
+    drop(ok_sink);
     let src = dir.path("src.bin");
     let dst = dir.path("dst.bin");
     sh(&format!("head -c 8388608 /dev/urandom > {}", src.display()));
@@ -542,7 +553,7 @@ fn broker_policy_is_enforced_survives_broker_loss_and_restarts_from_disk() {
     );
 
     // The broker drops the node: forwarding never stops, and the next publish applies.
-    let mut ping = Command::new("ip")
+    let ping = Command::new("ip")
         .args([
             "netns", "exec", &net.ns_a, "ping", "-c", "40", "-i", "0.1", "-W", "1", IP_B,
         ])

@@ -252,7 +252,13 @@ impl Firewall {
                         pkt: i as u8,
                         hit: Some(hit),
                     };
-                    s.fields[q] = fields_of(p, direction);
+                    // The flow is re-checked as the packet that opened it, whichever way
+                    // this one travels: a reply must not be judged as a new connection.
+                    let f = fields_of(p, direction);
+                    s.fields[q] = match hit.dir {
+                        rampart_flow::Direction::Original => f,
+                        rampart_flow::Direction::Reply => as_original(f),
+                    };
                     q += 1;
                     continue;
                 }
@@ -389,6 +395,35 @@ fn track(
             c.track[e.index()].add(1);
             Verdict::Drop(DropReason::Conntrack)
         }
+    }
+}
+
+/// The fields of the packet that opened a flow, from a packet of its reply direction:
+/// addresses and ports swapped, the other port's direction, an echo reply seen as its request.
+#[inline]
+fn as_original(f: PacketFields) -> PacketFields {
+    let icmp = f.proto == proto::ICMP || f.proto == proto::ICMPV6;
+    let (sport, dport) = if icmp {
+        // ICMP carries type/code in the port fields: echo reply → echo request.
+        let ty = match (f.proto, f.sport) {
+            (proto::ICMP, 0) => 8,
+            (proto::ICMPV6, 129) => 128,
+            (_, t) => t,
+        };
+        (ty, f.dport)
+    } else {
+        (f.dport, f.sport)
+    };
+    PacketFields {
+        src: f.dst,
+        dst: f.src,
+        sport,
+        dport,
+        direction: match f.direction {
+            PacketDirection::In => PacketDirection::Out,
+            PacketDirection::Out => PacketDirection::In,
+        },
+        ..f
     }
 }
 

@@ -340,3 +340,21 @@ fn log_records_are_rate_limited() {
     );
     assert!(c.logs_suppressed >= 24);
 }
+
+#[test]
+fn a_reply_after_a_generation_change_is_judged_as_its_flow_not_as_a_new_connection() {
+    // Only the client's direction is allowed (rule 7 is outbound). A reply arriving first
+    // after a publish must keep the session: it is re-checked as the SYN that opened it.
+    let mut r = Rig::new(true);
+    let (seq, ack) = open_web(&mut r, 40008);
+    r.handle.publish(policy(2, false));
+    let v = r.one(
+        OUTSIDE,
+        tcp(SERVER, CLIENT, 80, 40008, flags::ACK, ack, seq),
+    );
+    assert_eq!(v, Verdict::Forward);
+    assert_eq!((r.c().revalidated, r.c().cut), (1, 0));
+    let (_, flow) = r.fw.flows().iter().next().unwrap();
+    assert!(flow.admitted_under(2));
+    assert_eq!(flow.rule(), RuleId(7));
+}
