@@ -14,12 +14,17 @@ fn committed_seeds_parse() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let f = std::fs::read(&path).unwrap();
         let r = parse(&f, &ParseConfig::default());
-        let hand_made = name.as_bytes().get(2) == Some(&b'_') && name[..2].bytes().all(|b| b.is_ascii_digit());
+        let hand_made =
+            name.as_bytes().get(2) == Some(&b'_') && name[..2].bytes().all(|b| b.is_ascii_digit());
         if !hand_made {
             if let Ok(p) = r {
                 let mut out = [0u8; 2048];
                 if let Ok(m) = build_tcp_rst(&f, &p, &mut out) {
-                    assert_eq!(parse(&out[..m], &ParseConfig::default()).map(|r| r.key), Ok(p.key.reversed()), "{name}");
+                    assert_eq!(
+                        parse(&out[..m], &ParseConfig::default()).map(|r| r.key),
+                        Ok(p.key.reversed()),
+                        "{name}"
+                    );
                 }
                 if let Ok(m) = build_icmp_unreachable(&f, &p, &mut out) {
                     assert!(parse(&out[..m], &ParseConfig::default()).is_ok(), "{name}");
