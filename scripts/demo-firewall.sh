@@ -38,6 +38,7 @@ metrics_listen = "$METRICS"
 TOML
 
 echo "demo: rampart enforcing config/policy.example.json between two memif ports"
+: >"$RUN/rampart.log"
 # shellcheck disable=SC2046
 "$RAMPART" --config "$RUN/rampart.toml" \
   -- -l 0,1 --no-pci --log-level=lib.eal:error $(scripts/eal-mem.sh rampart-demo) >"$RUN/rampart.log" 2>&1 &
@@ -54,10 +55,9 @@ echo "demo: pktgen sends the mix in config/pktgen-demo.toml (allowed, dropped an
   --eal "-l 0 --no-pci --log-level=lib.eal:error $(scripts/eal-mem.sh pktgen-demo)"
 
 echo "demo: from the metrics endpoint (http://$METRICS/metrics):"
-exec 3<>/dev/tcp/${METRICS%:*}/${METRICS#*:}
-printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3
-grep -E '^rampart_(packets_total|policy_generation|conntrack_flows|monitor_hits_total|rule_logs_total)' <&3 | sed 's/^/  /' || true
-exec 3<&-
+curl -s --max-time 5 "http://$METRICS/metrics" \
+  | grep -E '^rampart_(packets_total|port_drops_total.*reason="(policy|no_flow|conntrack)"|policy_generation|conntrack_flows|monitor_hits_total|rule_logs_total)' \
+  | grep -v ' 0$' | sed 's/^/  /' || echo "  (metrics endpoint not reachable)"
 echo "demo: rule-hit log records (first 5):"
 grep "rule hit" "$RUN/rampart.log" | head -5 | sed 's/^/  /' || true
 

@@ -181,10 +181,12 @@ impl FirewallPlane {
                         );
                         n += 1;
                     }
+                    // Workers may still be logging at shutdown: stop once asked, after a
+                    // last drain, not when the queue happens to be empty.
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
                     if n == 0 {
-                        if stop.load(Ordering::Relaxed) {
-                            return;
-                        }
                         std::thread::sleep(Duration::from_millis(50));
                     }
                 })

@@ -30,6 +30,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     // Control-plane and rule-log records go to stderr; RUST_LOG filters them (default: info).
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

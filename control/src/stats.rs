@@ -155,9 +155,15 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         let server = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
+            // The request may arrive in several segments: read up to the end of its head.
+            let mut req = Vec::new();
             let mut buf = [0u8; 512];
-            let n = s.read(&mut buf).unwrap();
-            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("GET /metrics HTTP/1.0"));
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "client closed before the end of its request");
+                req.extend_from_slice(&buf[..n]);
+            }
+            assert!(String::from_utf8_lossy(&req).starts_with("GET /metrics HTTP/1.0"));
             write!(
                 s,
                 "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n{TEXT}"
