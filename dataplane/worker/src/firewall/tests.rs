@@ -42,6 +42,26 @@ fn policy(g: u64, deny_web: bool) -> Arc<Ruleset> {
     ))
 }
 
+/// An untagged IPv4 frame carrying `l4`.
+fn frame(src: Ipv4Addr, dst: Ipv4Addr, l4: &L4Repr<'_>) -> Vec<u8> {
+    let mut buf = vec![0u8; 256];
+    let eth = EthernetRepr {
+        src: [2, 0, 0, 0, 0, 1],
+        dst: [2, 0, 0, 0, 0, 2],
+        outer_vlan: None,
+        inner_vlan: None,
+        ethertype: 0,
+    };
+    let ip = IpSpec {
+        src: IpAddr::V4(src),
+        dst: IpAddr::V4(dst),
+        ttl: 64,
+    };
+    let n = build_frame(&eth, &ip, l4, &mut buf).expect("frame builds");
+    buf.truncate(n);
+    buf
+}
+
 fn tcp(
     src: Ipv4Addr,
     dst: Ipv4Addr,
@@ -51,58 +71,21 @@ fn tcp(
     seq: u32,
     ack: u32,
 ) -> Vec<u8> {
-    let mut buf = vec![0u8; 256];
-    let n = build_frame(
-        &EthernetRepr {
-            src: [2, 0, 0, 0, 0, 1],
-            dst: [2, 0, 0, 0, 0, 2],
-            outer_vlan: None,
-            inner_vlan: None,
-            ethertype: 0,
-        },
-        &IpSpec {
-            src: IpAddr::V4(src),
-            dst: IpAddr::V4(dst),
-            ttl: 64,
-        },
-        &L4Repr::Tcp(TcpRepr {
-            src_port: sport,
-            dst_port: dport,
-            seq,
-            ack,
-            flags: fl,
-            window: 65535,
-            window_scale: None,
-            payload: &[],
-        }),
-        &mut buf,
-    )
-    .expect("frame builds");
-    buf.truncate(n);
-    buf
+    let l4 = L4Repr::Tcp(TcpRepr {
+        src_port: sport,
+        dst_port: dport,
+        seq,
+        ack,
+        flags: fl,
+        window: 65535,
+        window_scale: None,
+        payload: &[],
+    });
+    frame(src, dst, &l4)
 }
 
 fn ping(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
-    let mut buf = vec![0u8; 256];
-    let n = build_frame(
-        &EthernetRepr {
-            src: [2, 0, 0, 0, 0, 1],
-            dst: [2, 0, 0, 0, 0, 2],
-            outer_vlan: None,
-            inner_vlan: None,
-            ethertype: 0,
-        },
-        &IpSpec {
-            src: IpAddr::V4(src),
-            dst: IpAddr::V4(dst),
-            ttl: 64,
-        },
-        &L4Repr::Icmp(IcmpRepr::echo(8, 7, 1, b"ping")),
-        &mut buf,
-    )
-    .expect("frame builds");
-    buf.truncate(n);
-    buf
+    frame(src, dst, &L4Repr::Icmp(IcmpRepr::echo(8, 7, 1, b"ping")))
 }
 
 struct Rig {
