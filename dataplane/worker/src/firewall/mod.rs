@@ -269,8 +269,7 @@ impl Firewall {
                 continue;
             }
             if let Some(inner) = p.icmp_inner {
-                if let Some(hit) = table.lookup_related(&inner, now_ns) {
-                    let _ = hit;
+                if table.lookup_related(&inner, now_ns).is_some() {
                     c.related.add(1);
                     continue;
                 }
