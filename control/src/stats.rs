@@ -53,11 +53,11 @@ pub fn fetch(addr: &str, path: &str, timeout: Duration) -> Result<String, StatsE
     })?;
     let mut stream = TcpStream::connect_timeout(&sock, timeout).map_err(io)?;
     stream.set_read_timeout(Some(timeout)).map_err(io)?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: text/plain\r\n\r\n"
-    )
-    .map_err(io)?;
+    // One write: `write!` on a bare socket sends each formatted piece as its own segment, and
+    // the endpoint answers (and closes) after its first read, so the rest met a closed socket
+    // (EPIPE) now and then.
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: text/plain\r\n\r\n");
+    stream.write_all(request.as_bytes()).map_err(io)?;
     let mut response = String::new();
     stream.read_to_string(&mut response).map_err(io)?;
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
