@@ -39,9 +39,12 @@ test: setup
 	# The wire parser under libFuzzer for a bounded time, from the committed seed corpus.
 	scripts/fuzz.sh 60 parse
 
-# Benchmarks side by side in one run; results go to BENCHMARKS.md.
-bench: release
-	RAMPART=$(RAMPART) scripts/bench.sh
+# Benchmarks side by side in one run; results go to BENCHMARKS.md (sections: see scripts/bench.sh;
+# `scripts/bench.sh appliance` runs one).
+bench: setup
+	$(CARGO) build --release -p rampart -p rampart-pktgen -p rampart-control
+	RAMPART=$(RAMPART) PKTGEN=$(CARGO_TARGET_DIR)/release/pktgen \
+	  RAMPARTCTL=$(CARGO_TARGET_DIR)/release/rampartctl scripts/bench.sh
 
 fmt:
 	$(CARGO) fmt --all

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # `make bench`: benchmark sections, each measured side by side in one run and written to its own
 # `##` section of BENCHMARKS.md. Usage: scripts/bench.sh [section ...]   (default: all)
-# Sections: forwarding. Add a section by defining bench_<name> and listing it in SECTIONS.
+# Sections: forwarding, appliance, scaling (this script); parser+conntrack
+# (scripts/bench-wire-flow.sh), classifier (scripts/bench-classify.sh), pipeline
+# (cargo bench -p rampart-dataplane --bench pipeline), control (publish→enforced latency).
+# Add a section by defining bench_<name> and listing it in SECTIONS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-lib.sh
 
-RAMPART=${RAMPART:-${CARGO_TARGET_DIR:-target}/release/rampart}
-SECTIONS=(forwarding)
+TARGET=${CARGO_TARGET_DIR:-target}
+RAMPART=${RAMPART:-$TARGET/release/rampart}
+PKTGEN=${PKTGEN:-$TARGET/release/pktgen}
+SECTIONS=(forwarding appliance scaling)
 BENCH_SECS=${BENCH_SECS:-7}      # seconds per run; the first 2 stats samples are skipped
 BENCH_ROUNDS=${BENCH_ROUNDS:-2}  # alternating rampart / testpmd rounds
 
@@ -70,6 +75,176 @@ bench_forwarding() {
     echo '```'
   } >"$body"
   bench_write_section "## Forwarding" "$body"
+  rm -rf "$out"
+}
+
+# A policy for the appliance benchmark: BENCH_RULES-1 drop rules on addresses the traffic does
+# not use (so the classifier has a real tree to walk), then an allow for pktgen's streams.
+bench_policy() {
+  local n=$1
+  {
+    echo '{ "generation": 1, "default_action": "drop", "rules": ['
+    for i in $(seq 1 $((n - 1))); do
+      echo "  { \"id\": $i, \"protocol\": \"udp\", \"source\": { \"addresses\": [\"192.168.$((i / 250)).$((i % 250))/32\"] }, \"destination\": { \"ports\": [$((1000 + i % 5000))] }, \"action\": \"drop\" },"
+    done
+    echo "  { \"id\": $n, \"name\": \"bench\", \"protocol\": \"udp\", \"source\": { \"addresses\": [\"10.0.0.0/8\"] }, \"action\": \"allow\" }"
+    echo '] }'
+  }
+}
+
+# pktgen <-> memif <-> appliance in two processes: pktgen on lcore 0, one appliance worker on
+# lcore 1. For the raw forwarder and the firewall (BENCH_RULES rules, BENCH_FLOWS UDP flows,
+# 64 B): an RFC 2544 search for the highest rate with loss <= 0.1 %, and the latency
+# percentiles of the best trial (timestamps carried in the payload).
+bench_appliance() {
+  [ -x "$PKTGEN" ] || { echo "bench: $PKTGEN not built (run make bench)"; return 1; }
+  local out body load rules=${BENCH_RULES:-1000} flows=${BENCH_FLOWS:-10000}
+  out=$(mktemp -d /tmp/rampart-bench.XXXXXX)
+  load=$(cut -d' ' -f1-3 /proc/loadavg)
+  bench_policy "$rules" >"$out/policy.json"
+  local pg_cmd="pktgen --tx-port net_memif0,role=client,socket=\$RUN/in.sock --rx-port net_memif1,role=client,socket=\$RUN/out.sock --flows $flows --size 64 --search --loss 0.1 --rate ${BENCH_MAX_RATE:-5000000} --duration 2 --max-trials 9 --json --eal '-l 0 --no-pci'"
+  local rows=() mode
+  for mode in forward firewall; do
+    {
+      echo "[[pairs]]"
+      echo "inside = \"net_memif0,role=server,socket=$out/in.sock\""
+      echo "outside = \"net_memif1,role=server,socket=$out/out.sock\""
+      echo "[stats]"
+      echo "interval_ms = 0"
+      if [ "$mode" = firewall ]; then
+        echo "[control]"
+        echo "node = \"bench\""
+        echo "policy_file = \"$out/policy.json\""
+        echo "state_dir = \"$out/state\""
+        echo "[firewall]"
+        echo "flow_capacity = $((flows * 4))"
+      fi
+    } >"$out/$mode.toml"
+    echo "bench: appliance ($mode): rampart on lcore 1, pktgen on lcore 0, RFC 2544 search"
+    # shellcheck disable=SC2046
+    "$RAMPART" --config "$out/$mode.toml" -- -l 0,1 --no-pci --log-level=lib.eal:error \
+      $(scripts/eal-mem.sh "rb-$mode") >"$out/$mode.log" 2>&1 &
+    local pid=$!
+    for _ in $(seq 300); do grep -q "rampart: forwarding" "$out/$mode.log" && break; sleep 0.1; done
+    grep -q "rampart: forwarding" "$out/$mode.log" || { cat "$out/$mode.log"; kill "$pid" 2>/dev/null; return 1; }
+    # shellcheck disable=SC2046
+    "$PKTGEN" --tx-port "net_memif0,role=client,socket=$out/in.sock" \
+      --rx-port "net_memif1,role=client,socket=$out/out.sock" --flows "$flows" --size 64 \
+      --search --loss 0.1 --rate "${BENCH_MAX_RATE:-5000000}" --duration 2 --max-trials 9 -q --json \
+      --eal "-l 0 --no-pci --log-level=lib.eal:error $(scripts/eal-mem.sh "pg-$mode")" \
+      >"$out/$mode.json" 2>"$out/$mode.pktgen.log" || true
+    kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+    local row
+    row=$(python3 - "$out/$mode.json" <<'PY'
+import json, sys
+try:
+    d = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+except Exception:
+    print("ERR"); sys.exit(0)
+best, rep = d["search"]["best_pps"], d["best"]
+if best is None:
+    print("none"); sys.exit(0)
+lat = rep["total"]["latency"]
+print("%.3f %.4f %.1f %.1f %.1f %.1f" % (best / 1e6, rep["total"]["loss_pct"],
+      lat["p50_ns"] / 1e3, lat["p99_ns"] / 1e3, lat["p999_ns"] / 1e3, lat["max_ns"] / 1e3))
+PY
+)
+    [ "$row" = ERR ] && { echo "bench: pktgen gave no result ($mode)"; cat "$out/$mode.pktgen.log" "$out/$mode.log"; return 1; }
+    echo "bench: appliance ($mode): $row"
+    rows+=("$mode $row")
+  done
+  local fwd_mpps=0 r
+  for r in "${rows[@]}"; do
+    # shellcheck disable=SC2086
+    set -- $r
+    if [ "$1" = forward ] && [ "$2" != none ]; then fwd_mpps=$2; fi
+  done
+  body="$out/body.md"
+  {
+    echo "pktgen and the appliance in two processes joined by two memif ports (the benchmark path of"
+    echo "ARCHITECTURE.md): pktgen on lcore 0 sends $flows UDP flows of 64-byte frames and receives what the"
+    echo "appliance forwards; the appliance runs one worker on lcore 1. An RFC 2544 search (2-s trials, up"
+    echo "to 9, loss threshold 0.1 %, ceiling ${BENCH_MAX_RATE:-5000000} pps) finds the highest rate; latency is"
+    echo "from the best trial's payload timestamps (pktgen TX → appliance → pktgen RX)."
+    echo "\"forward\" is the raw forwarder (no \`[control]\`), \"firewall\" the full pipeline with a policy of"
+    echo "$rules rules ($((rules - 1)) non-matching drops, then the allow) — same run, same pktgen."
+    echo
+    echo "| appliance | throughput (Mpps, loss ≤ 0.1 %) | loss at that rate | p50 µs | p99 µs | p99.9 µs | max µs | vs forward |"
+    echo "|---|---|---|---|---|---|---|---|"
+    for r in "${rows[@]}"; do
+      # shellcheck disable=SC2086
+      set -- $r
+      if [ "$2" = none ]; then
+        echo "| $1 | no rate passed | | | | | | |"
+      else
+        echo "| $1 | $2 | $3 % | $4 | $5 | $6 | $7 | $(awk -v a="$2" -v b="$fwd_mpps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }') |"
+      fi
+    done
+    echo
+    echo "On this 2-vCPU host pktgen (one core: TX, RX and timestamps) is the bottleneck of the"
+    echo "forward row, so the ratio says how much of pktgen's ceiling the firewall keeps, not the"
+    echo "firewall's own ceiling — that is the \"Pipeline\" section (closed loop, no generator)."
+    echo
+    echo "Measured $(date -u +%Y-%m-%d) on $(nproc) vCPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), load average before the run: $load."
+    echo "Command: \`scripts/bench.sh appliance\` (part of \`make bench\`; BENCH_RULES, BENCH_FLOWS, BENCH_MAX_RATE"
+    echo "override the defaults). Each run is the appliance with the generated config plus:"
+    echo
+    echo '```'
+    echo "$pg_cmd"
+    echo '```'
+  } >"$body"
+  bench_write_section "## Appliance (pktgen ↔ memif ↔ appliance)" "$body"
+  rm -rf "$out"
+}
+
+# Scaling with worker cores: the raw forwarder over net_null with 1..N workers (N = vCPUs - 1,
+# or BENCH_WORKERS). On this 2-vCPU host only one worker fits next to the main lcore.
+bench_scaling() {
+  local out body load n workers
+  out=$(mktemp -d)
+  load=$(cut -d' ' -f1-3 /proc/loadavg)
+  n=$(( $(nproc) - 1 ))
+  workers=${BENCH_WORKERS:-$(seq -s' ' 1 "$n")}
+  local rows=()
+  for w in $workers; do
+    local lcores; lcores=$(seq -s, 0 "$w")
+    local mem; mem=$(scripts/eal-mem.sh "rb-scale$w")
+    echo "bench: scaling: $w worker(s)"
+    # shellcheck disable=SC2086
+    "$RAMPART" --inside net_null0 --outside net_null1 --workers "$w" --duration "$BENCH_SECS" \
+      --stats-interval-ms 1000 -- -l "$lcores" --no-pci $mem >"$out/w$w.log" 2>&1 || { cat "$out/w$w.log"; return 1; }
+    local m
+    m=$(awk '/^\[/ { n++; if (n <= 2) next; s = 0
+           for (i = 1; i <= NF; i++) if ($i == "tx") { v = $(i+1); k = 1
+             if (v ~ /Mpps$/) k = 1e6; else if (v ~ /Kpps$/) k = 1e3
+             gsub(/[A-Za-z]/, "", v); s += v * k }
+           printf "%.4f\n", s / 1e6 }' "$out/w$w.log" | median)
+    rows+=("$w $m")
+  done
+  body="$out/body.md"
+  {
+    echo "The raw forwarder over net_null with one worker per lcore (RSS spreads queues; each worker"
+    echo "owns one RX/TX queue per port). Mpps = TX of both ports, median of 1-s samples after 2 s."
+    echo
+    echo "| workers | Mpps | per worker |"
+    echo "|---|---|---|"
+    local r
+    for r in "${rows[@]}"; do
+      # shellcheck disable=SC2086
+      set -- $r
+      echo "| $1 | $2 | $(awk -v m="$2" -v w="$1" 'BEGIN { printf "%.2f", m / w }') |"
+    done
+    echo
+    echo "This host has $(nproc) vCPUs: lcore 0 is the main lcore (stats, control thread), so $n worker(s)"
+    echo "fit, and the firewall's scaling cannot be shown here beyond one core. Workers share nothing on"
+    echo "the packet path (per-core flow tables, counters and mbuf caches; ARCHITECTURE.md decision 1),"
+    echo "so the expectation on a bigger host is linear until memory bandwidth or the NIC saturates. To"
+    echo "measure it there: \`BENCH_WORKERS=\"1 2 4 8\" scripts/bench.sh scaling\` (net_null), and for the"
+    echo "firewall on a NIC with symmetric RSS, run \`rampart --workers N\` with pktgen on another host."
+    echo
+    echo "Measured $(date -u +%Y-%m-%d), load average before the run: $load. Command: \`scripts/bench.sh scaling\`."
+  } >"$body"
+  bench_write_section "## Scaling" "$body"
   rm -rf "$out"
 }
 

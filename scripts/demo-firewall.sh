@@ -56,7 +56,7 @@ echo "demo: pktgen sends the mix in config/pktgen-demo.toml (allowed, dropped an
 
 echo "demo: from the metrics endpoint (http://$METRICS/metrics):"
 curl -s --max-time 5 "http://$METRICS/metrics" \
-  | grep -E '^rampart_(packets_total|port_drops_total.*reason="(policy|no_flow|conntrack)"|policy_generation|conntrack_flows|monitor_hits_total|rule_logs_total)' \
+  | grep -E '^rampart_(packets_total|port_drops_total.*reason="(policy|no_flow|conntrack)"|policy_generation|conntrack_flows|monitor_hits_total|rule_logs_total|rule_hits_total)' \
   | grep -v ' 0$' | sed 's/^/  /' || echo "  (metrics endpoint not reachable)"
 echo "demo: rule-hit log records (first 5):"
 grep "rule hit" "$RUN/rampart.log" | head -5 | sed 's/^/  /' || true

@@ -131,6 +131,7 @@ pub fn run(
                 .collect(),
             workers: counters.clone(),
             firewalls: p.counters.clone(),
+            inspectors: p.inspectors.clone(),
         };
         if let Err(e) = p.start(c, Arc::new(metrics)) {
             quit.store(true, Ordering::SeqCst);

@@ -9,7 +9,7 @@ use rampart_config::firewall::{ArpSection, FirewallSection};
 use rampart_control::metrics::MetricsSource;
 use rampart_control::{ControlConfig, ControlPlane, SpawnOptions};
 use rampart_dataplane::{
-    firewall::log_queue, Firewall, FirewallCounters, FirewallSettings, LogQueue,
+    firewall::log_queue, Firewall, FirewallCounters, FirewallSettings, Inspector, LogQueue,
 };
 use rampart_flow::{FlowConfig, Timeouts};
 use rampart_wire::{ArpPolicy, ParseConfig};
@@ -32,6 +32,8 @@ pub struct FirewallPlane {
     log_stop: Arc<AtomicBool>,
     /// Each worker's counters, in worker order.
     pub counters: Vec<Arc<FirewallCounters>>,
+    /// Each worker's mailbox for flow questions, in worker order.
+    pub inspectors: Vec<Arc<Inspector>>,
 }
 
 /// The `[control]` table of the config as the control plane's own type.
@@ -128,6 +130,7 @@ impl FirewallPlane {
             log_thread: None,
             log_stop: Arc::new(AtomicBool::new(false)),
             counters: Vec::new(),
+            inspectors: Vec::new(),
         })
     }
 
@@ -140,6 +143,7 @@ impl FirewallPlane {
         )
         .map_err(|e| anyhow::anyhow!("config field `firewall.flow_capacity`: {e}"))?;
         self.counters.push(fw.counters());
+        self.inspectors.push(fw.inspector());
         Ok(fw)
     }
 

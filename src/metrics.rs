@@ -3,11 +3,16 @@
 //! scrape reads the workers' single-writer counters with relaxed loads — no locks, nothing on
 //! the hot path — on the control thread, never a worker core.
 
-use rampart_dataplane::{DropReason, FirewallCounters, WorkerCounters};
+use rampart_control::live::{FlowEntry, FlowQuery};
+use rampart_dataplane::{
+    DropReason, FirewallCounters, FlowRow, Inspector, Question, WorkerCounters,
+};
 use rampart_flow::TrackError;
+use rampart_wire::FlowKey;
 use rampart_wire::ParseError;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Everything a scrape reads.
 pub struct DataplaneMetrics {
@@ -17,9 +22,43 @@ pub struct DataplaneMetrics {
     pub workers: Vec<Arc<WorkerCounters>>,
     /// Each worker's firewall counters (empty in raw-forward mode).
     pub firewalls: Vec<Arc<FirewallCounters>>,
+    /// Each worker's mailbox for flow questions (empty in raw-forward mode).
+    pub inspectors: Vec<Arc<Inspector>>,
 }
 
+/// How long a worker may take to answer (a listing walks its table a step per poll).
+const ASK_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl rampart_control::metrics::MetricsSource for DataplaneMetrics {
+    fn flows(&self, query: &FlowQuery) -> Option<Result<Vec<FlowEntry>, String>> {
+        if self.inspectors.is_empty() {
+            return None;
+        }
+        let question = match query {
+            FlowQuery::Top(n) => Question::Top(*n),
+            FlowQuery::Packet(p) => {
+                let (sport, dport) = match (p.icmp_type, p.icmp_code) {
+                    (None, None) => (p.sport, p.dport),
+                    _ => (0, 0),
+                };
+                Question::Flow(FlowKey::from_ips(p.src, p.dst, p.proto, sport, dport))
+            }
+        };
+        // Workers are asked one after another; each answers at its next end of poll.
+        let mut all = Vec::new();
+        for (w, inspector) in self.inspectors.iter().enumerate() {
+            match inspector.ask(question, ASK_TIMEOUT) {
+                Ok(rows) => all.extend(rows.iter().map(|r| entry(w as u16, r))),
+                Err(e) => return Some(Err(format!("worker {w}: {e}"))),
+            }
+        }
+        if let FlowQuery::Top(n) = query {
+            all.sort_by(|a, b| (b.bytes_orig + b.bytes_reply).cmp(&(a.bytes_orig + a.bytes_reply)));
+            all.truncate(*n);
+        }
+        Some(Ok(all))
+    }
+
     fn render(&self, o: &mut String) {
         header(
             o,
@@ -295,4 +334,23 @@ impl DataplaneMetrics {
 
 fn header(o: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn entry(worker: u16, r: &FlowRow) -> FlowEntry {
+    FlowEntry {
+        worker,
+        proto: r.key.proto,
+        src: r.key.src_ip(),
+        sport: r.key.src_port,
+        dst: r.key.dst_ip(),
+        dport: r.key.dst_port,
+        state: format!("{:?}", r.state),
+        rule: (r.rule != rampart_dataplane::firewall::DEFAULT_RULE).then_some(r.rule.0),
+        generation: r.generation,
+        packets_orig: u64::from(r.packets[0]),
+        packets_reply: u64::from(r.packets[1]),
+        bytes_orig: r.bytes[0],
+        bytes_reply: r.bytes[1],
+        idle_ms: r.idle_ns as f64 / 1e6,
+    }
 }

@@ -10,6 +10,7 @@
 mod support;
 
 use rampart_control::client::{PolicyPublisher, StatusWatcher, Target};
+use rampart_control::live::{FlowEntry, LiveExplanation, PacketQuery};
 use rampart_control::{BrokerConfig, Outcome, RealizedState, TopologyNames};
 use std::net::TcpStream;
 use std::path::Path;
@@ -48,14 +49,23 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `GET /metrics`, summed over label sets of the metric `name` whose labels contain `filter`.
-fn metric(port: u16, name: &str, filter: &str) -> u64 {
+/// `GET path` from the node's management endpoint: the body.
+fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body.lines()
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    assert!(head.starts_with("HTTP/1.0 200"), "GET {path}: {response}");
+    body.to_owned()
+}
+
+/// `GET /metrics`, summed over label sets of the metric `name` whose labels contain `filter`.
+fn metric(port: u16, name: &str, filter: &str) -> u64 {
+    http_get(port, "/metrics")
+        .lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
         .filter(|l| l.contains(filter))
@@ -273,6 +283,11 @@ fn file_policy_allows_refuses_drops_and_cuts_sessions() {
         ) >= 1
     );
     assert!(metric(metrics_port, "rampart_packets_total", "outcome=\"denied\"") >= 1);
+    // Per-rule hits: the accepted service, the refused port, the default drop.
+    let service_hits = metric(metrics_port, "rampart_rule_hits_total", "rule=\"2\"");
+    assert!(service_hits >= 1);
+    assert!(metric(metrics_port, "rampart_rule_hits_total", "rule=\"3\"") >= 1);
+    assert!(metric(metrics_port, "rampart_rule_hits_total", "rule=\"default\"") >= 1);
 
     // An established session stops when a new generation denies it.
     let file = dir.path("session.out");
@@ -284,6 +299,39 @@ fn file_policy_allows_refuses_drops_and_cuts_sessions() {
         grows(&file, Duration::from_secs(10)),
         "session did not start"
     );
+    // The live view (`rampartctl flows` / `explain --node`): the session is in a worker's
+    // table under rule 2, and explaining its packet on the node names rule 2 and that entry.
+    let flows: Vec<FlowEntry> =
+        serde_json::from_str(&http_get(metrics_port, "/flows?top=10")).unwrap();
+    let f = flows
+        .iter()
+        .find(|f| f.dport == OK_PORT && f.state == "TcpEstablished")
+        .unwrap_or_else(|| panic!("the session is not among the top flows: {flows:?}"));
+    assert_eq!((f.rule, f.generation), (Some(2), 1));
+    assert!(f.packets_orig > 0 && f.bytes_orig > 0);
+    let q = PacketQuery {
+        src: IP_A.parse().unwrap(),
+        dst: IP_B.parse().unwrap(),
+        proto: 6,
+        sport: f.sport,
+        dport: OK_PORT,
+        icmp_type: None,
+        icmp_code: None,
+        vlan: None,
+        vni: None,
+        direction: rampart_classify::PacketDirection::Out,
+    };
+    let x: LiveExplanation = serde_json::from_str(&http_get(
+        metrics_port,
+        &format!("/explain?{}", q.to_query()),
+    ))
+    .unwrap();
+    assert_eq!(
+        (x.generation, x.rule, x.action.as_str()),
+        (1, Some(2), "allow")
+    );
+    assert_eq!(x.flows.len(), 1, "{x:?}");
+    assert_eq!(x.flows[0].sport, f.sport);
     std::fs::write(&policy_file, policy(2, true)).unwrap();
     let deadline = Instant::now() + WAIT;
     while metric(metrics_port, "rampart_policy_generation", "") != 2 {
@@ -323,6 +371,8 @@ fn file_policy_allows_refuses_drops_and_cuts_sessions() {
     let _sink = sink(&net.ns_b, OK_PORT);
     until_accepted(&net.ns_a, IP_B, OK_PORT);
     assert_eq!(metric(metrics_port, "rampart_policy_generation", ""), 4);
+    // Rule 2's hits follow its id through generations 2 (drop) and 4: nothing was reset.
+    assert!(metric(metrics_port, "rampart_rule_hits_total", "rule=\"2\"") > service_hits);
 
     let done = app.terminate(Duration::from_secs(30));
     assert!(

@@ -21,6 +21,7 @@ pub mod client;
 pub mod config;
 pub mod connect;
 pub mod file_source;
+pub mod live;
 pub mod metrics;
 pub mod persist;
 pub mod plane;

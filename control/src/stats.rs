@@ -19,12 +19,14 @@ pub enum StatsError {
         source: std::io::Error,
     },
     /// The endpoint answered with something other than 200.
-    #[error("metrics endpoint {addr} answered: {status}")]
+    #[error("{addr} answered: {status}: {body}")]
     Http {
         /// The endpoint.
         addr: String,
         /// The status line.
         status: String,
+        /// What it said (e.g. which query parameter is wrong).
+        body: String,
     },
 }
 
@@ -66,6 +68,7 @@ pub fn fetch(addr: &str, path: &str, timeout: Duration) -> Result<String, StatsE
         return Err(StatsError::Http {
             addr: addr.to_owned(),
             status: status.to_owned(),
+            body: body.trim().to_owned(),
         });
     }
     Ok(body.to_owned())

@@ -10,6 +10,7 @@
 pub mod classbench;
 mod fields;
 mod forest;
+mod hits;
 pub mod linear;
 mod ruleset;
 mod space;
@@ -18,9 +19,10 @@ mod tree;
 mod warnings;
 
 pub use fields::{Match, PacketDirection, PacketFields, RuleIndex};
+pub use hits::HIT_ROWS;
 pub use rampart_config::policy::{Action, Family, RuleId, TcpStrictness};
 pub use ruleset::{
     BuildStats, CompileError, Explanation, RuleExplanation, RuleMeta, Ruleset, MAX_BOXES,
 };
-pub use table::{NotQuiescent, TableHandle, TableReader};
+pub use table::{NotQuiescent, RuleHits, TableHandle, TableReader};
 pub use warnings::Warning;

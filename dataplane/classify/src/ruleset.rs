@@ -11,6 +11,7 @@ use rampart_config::policy::{
 
 use crate::fields::{Match, PacketFields, RuleIndex};
 use crate::forest::Forest;
+use crate::hits::HitCounters;
 use crate::space::{point, rule_boxes, GenericBox, KeyV4, Scratch, Space, V4, V6};
 use crate::tree::TreeParams;
 use crate::warnings::{find_warnings, Warning};
@@ -119,6 +120,8 @@ pub struct Ruleset {
     build_time: Duration,
     memory_bytes: usize,
     stats: BuildStats,
+    /// Hits per rule index, the last slot for the default action.
+    hits: HitCounters,
 }
 
 /// Shape of the compiled classifier (for benchmarks and tuning).
@@ -241,9 +244,11 @@ impl Ruleset {
                     .as_ref()
                     .map_or(0, |m| m.v4.leaf_entries() + m.v6.leaf_entries()),
         };
+        let hits = HitCounters::new(meta.len() + 1);
         let memory_bytes = enforce_c.memory_bytes()
             + monitor_c.as_ref().map_or(0, |m| m.memory_bytes())
-            + meta.capacity() * std::mem::size_of::<RuleMeta>();
+            + meta.capacity() * std::mem::size_of::<RuleMeta>()
+            + hits.memory_bytes();
         Ok(Ruleset {
             generation: policy.generation,
             default_action: policy.default_action,
@@ -255,6 +260,7 @@ impl Ruleset {
             build_time: start.elapsed(),
             memory_bytes,
             stats,
+            hits,
         })
     }
 
@@ -309,6 +315,20 @@ impl Ruleset {
             .iter()
             .position(|m| m.id == id)
             .map(|i| i as RuleIndex)
+    }
+
+    /// Counts a hit on the rule at `index` (`None`: the default action) in the caller's
+    /// counter row (a worker passes its own id; rows wrap at [`crate::HIT_ROWS`]).
+    #[inline]
+    pub fn count_hit(&self, row: usize, index: Option<RuleIndex>) {
+        let slot = index.map_or(self.meta.len(), |i| i as usize);
+        self.hits.add(row, slot.min(self.meta.len()));
+    }
+
+    /// Hits counted under this ruleset so far: one entry per rule in evaluation order, then
+    /// one for the default action.
+    pub fn hit_counts(&self) -> Vec<u64> {
+        self.hits.totals()
     }
 
     /// Classifies one packet.

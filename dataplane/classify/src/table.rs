@@ -7,7 +7,12 @@
 //! state after the burst, at which point it has also dropped any older ruleset. So once
 //! `wait_quiescent` returns, the previous ruleset is referenced only by the control side,
 //! which frees it off the worker cores.
+//!
+//! The handle also keeps per-rule hit totals across generations: a ruleset counts its own hits
+//! while it is current; when it retires (every reader has moved past it) its counts are folded
+//! into totals by rule id, so `rule_hits` is monotonic per id across publishes.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -15,6 +20,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use crate::ruleset::Ruleset;
+use crate::{Action, RuleId};
 
 /// `seen` value of a reader that is offline (parked) and must not be waited for.
 const OFFLINE: u64 = u64::MAX;
@@ -24,6 +30,43 @@ struct Shared {
     /// Incremented after every store to `current`.
     seq: AtomicU64,
     readers: Mutex<Vec<Weak<Slot>>>,
+    ledger: Mutex<Ledger>,
+}
+
+/// Hit totals of retired rulesets, by rule id (`None`: the default action).
+#[derive(Default)]
+struct Ledger {
+    totals: HashMap<Option<RuleId>, u64>,
+    /// Published over but maybe still read by a worker (their counters may still move), with
+    /// the publish sequence that replaced them.
+    retiring: Vec<(u64, Arc<Ruleset>)>,
+}
+
+impl Ledger {
+    fn add(totals: &mut HashMap<Option<RuleId>, u64>, rs: &Ruleset) {
+        let counts = rs.hit_counts();
+        let ids = rs.rules().iter().map(|m| Some(m.id)).chain([None]);
+        for (id, n) in ids.zip(counts) {
+            if n > 0 {
+                *totals.entry(id).or_default() += n;
+            }
+        }
+    }
+}
+
+/// Hits of one rule of the current ruleset, over every generation that had its id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleHits {
+    /// The rule's id, `None` for the default action.
+    pub id: Option<RuleId>,
+    /// Its name, if any.
+    pub name: Option<Arc<str>>,
+    /// Its action (the default action for `id == None`).
+    pub action: Action,
+    /// A monitor (dry-run) rule.
+    pub monitor: bool,
+    /// Flows admitted, packets dropped or rejected, or monitor matches.
+    pub hits: u64,
 }
 
 /// One reader's published progress: the publish sequence it has caught up with.
@@ -53,6 +96,7 @@ impl TableHandle {
                 current: ArcSwap::new(initial),
                 seq: AtomicU64::new(1),
                 readers: Mutex::new(Vec::new()),
+                ledger: Mutex::new(Ledger::default()),
             }),
         }
     }
@@ -61,9 +105,58 @@ impl TableHandle {
     /// until [`wait_quiescent`](Self::wait_quiescent) returns, then drop it (so it is freed
     /// here, not on a worker).
     pub fn publish(&self, next: Arc<Ruleset>) -> Arc<Ruleset> {
+        // Under the ledger lock so `rule_hits` sees the old ruleset either as current or as
+        // retiring, never as neither.
+        let mut ledger = self.shared.ledger.lock().expect("hit ledger poisoned");
         let prev = self.shared.current.swap(next);
-        self.shared.seq.fetch_add(1, Ordering::SeqCst);
+        let seq = self.shared.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        ledger.retiring.push((seq, prev.clone()));
         prev
+    }
+
+    /// Hits per rule of the current ruleset (then the default action), each including what
+    /// earlier generations counted for the same rule id.
+    pub fn rule_hits(&self) -> Vec<RuleHits> {
+        let ledger = self.shared.ledger.lock().expect("hit ledger poisoned");
+        let current = self.shared.current.load_full();
+        let mut totals = ledger.totals.clone();
+        for (_, rs) in &ledger.retiring {
+            Ledger::add(&mut totals, rs);
+        }
+        Ledger::add(&mut totals, &current);
+        let mut out: Vec<RuleHits> = current
+            .rules()
+            .iter()
+            .map(|m| RuleHits {
+                id: Some(m.id),
+                name: m.name.clone(),
+                action: m.action,
+                monitor: m.monitor,
+                hits: totals.get(&Some(m.id)).copied().unwrap_or(0),
+            })
+            .collect();
+        out.push(RuleHits {
+            id: None,
+            name: None,
+            action: current.default_action(),
+            monitor: false,
+            hits: totals.get(&None).copied().unwrap_or(0),
+        });
+        out
+    }
+
+    /// Folds the counts of rulesets replaced at or before publish `seq` (which every reader
+    /// has moved past) into the totals.
+    fn retire(&self, seq: u64) {
+        let mut ledger = self.shared.ledger.lock().expect("hit ledger poisoned");
+        let Ledger { totals, retiring } = &mut *ledger;
+        retiring.retain(|(replaced_at, rs)| {
+            let gone = *replaced_at <= seq;
+            if gone {
+                Ledger::add(totals, rs);
+            }
+            !gone
+        });
     }
 
     /// The current ruleset.
@@ -114,6 +207,7 @@ impl TableHandle {
                     .count()
             };
             if lagging == 0 {
+                self.retire(target);
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -217,13 +311,68 @@ mod tests {
             h.wait_quiescent(Duration::from_millis(5)),
             Err(NotQuiescent { lagging: 1 })
         );
-        // The reader still holds the old ruleset.
-        assert_eq!(Arc::strong_count(&old), 2);
+        // The reader still holds the old ruleset (and the hit ledger, until it retires).
+        assert_eq!(Arc::strong_count(&old), 3);
         r.quiescent();
         h.wait_quiescent(Duration::from_millis(5)).unwrap();
         // After quiescence only the control side holds the old ruleset.
         assert_eq!(Arc::strong_count(&old), 1);
         assert_eq!(r.load().generation(), 2);
+    }
+
+    fn rs_of(generation: u64, ids: &[u32]) -> Arc<Ruleset> {
+        use rampart_config::policy::ResolvedRule;
+        let rules = ids
+            .iter()
+            .map(|&i| ResolvedRule::new(RuleId(i), Action::Allow))
+            .collect();
+        Arc::new(
+            Ruleset::compile(&ValidatedPolicy::from_rules(
+                generation,
+                Action::Drop,
+                rules,
+            ))
+            .unwrap(),
+        )
+    }
+
+    fn hits_of(h: &TableHandle) -> Vec<(Option<u32>, u64)> {
+        h.rule_hits()
+            .iter()
+            .map(|r| (r.id.map(|i| i.0), r.hits))
+            .collect()
+    }
+
+    #[test]
+    fn rule_hits_follow_the_id_across_publishes() {
+        let h = TableHandle::new(rs_of(1, &[10, 20]));
+        let mut r = h.register_reader();
+        {
+            let rs = r.load();
+            rs.count_hit(0, rs.index_of(RuleId(10)));
+            rs.count_hit(1, rs.index_of(RuleId(20)));
+            rs.count_hit(0, rs.index_of(RuleId(20)));
+            rs.count_hit(0, None);
+        }
+        assert_eq!(hits_of(&h), vec![(Some(10), 1), (Some(20), 2), (None, 1)]);
+        // Reordered, one rule added, one removed: 20 keeps its count at its new position.
+        h.publish(rs_of(2, &[30, 20]));
+        // Before the reader moves on, the old generation's counts are still reported.
+        assert_eq!(hits_of(&h), vec![(Some(30), 0), (Some(20), 2), (None, 1)]);
+        r.quiescent();
+        h.wait_quiescent(Duration::from_millis(100)).unwrap();
+        {
+            let rs = r.load();
+            assert_eq!(rs.generation(), 2);
+            rs.count_hit(3, rs.index_of(RuleId(20)));
+            rs.count_hit(0, rs.index_of(RuleId(30)));
+        }
+        assert_eq!(hits_of(&h), vec![(Some(30), 1), (Some(20), 3), (None, 1)]);
+        // 10 comes back later: its earlier hits are still its own.
+        h.publish(rs_of(3, &[10]));
+        r.quiescent();
+        h.wait_quiescent(Duration::from_millis(100)).unwrap();
+        assert_eq!(hits_of(&h), vec![(Some(10), 1), (None, 1)]);
     }
 
     #[test]

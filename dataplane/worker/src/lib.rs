@@ -16,7 +16,8 @@ pub use counters::{
     WorkerCounters,
 };
 pub use firewall::{
-    Firewall, FirewallCounters, FirewallSettings, FirewallSnapshot, LogQueue, RuleLog,
+    AskError, Firewall, FirewallCounters, FirewallSettings, FirewallSnapshot, FlowRow, Inspector,
+    LogQueue, Question, RuleLog,
 };
 pub use stage::{BurstCtx, BurstStage, DropReason, ForwardAll, Verdict};
 pub use worker::{assign_queues, PortIndex, Worker, WorkerId, WorkerQueues, WorkerSettings, BURST};

@@ -1,20 +1,30 @@
-//! `rampartctl explain --file F --src … --dst … --proto … --dport …`: which rule matches a
-//! packet under a policy file, and through which group and service.
+//! `rampartctl explain --src … --dst … --proto … --dport …` against a policy file (`--file`),
+//! a running node (`--node HOST:PORT`, its management endpoint), or both: then the node's
+//! answer (enforced generation, matching rule, the flow's conntrack entry) is followed by what
+//! the given file would do instead.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
-use rampart_classify::{PacketDirection, PacketFields, Ruleset};
+use rampart_classify::{PacketDirection, Ruleset};
 use rampart_config::policy::PolicyDocument;
+use rampart_control::live::{parse_proto, LiveExplanation, PacketQuery};
+use rampart_control::stats;
+
+use crate::flows;
 
 /// Arguments of `explain`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Policy document to evaluate against.
+    /// Policy document to evaluate against (with --node: the policy to compare with).
     #[arg(long)]
     pub file: Option<PathBuf>,
+    /// A running node's management endpoint (its `control.metrics_listen`).
+    #[arg(long)]
+    pub node: Option<String>,
     /// Source address.
     #[arg(long)]
     pub src: IpAddr,
@@ -47,60 +57,68 @@ pub struct Args {
     pub direction: String,
 }
 
-pub fn parse_proto(s: &str) -> anyhow::Result<u8> {
-    Ok(match s.to_ascii_lowercase().as_str() {
-        "icmp" => 1,
-        "tcp" => 6,
-        "udp" => 17,
-        "gre" => 47,
-        "esp" => 50,
-        "ah" => 51,
-        "icmpv6" | "ipv6-icmp" => 58,
-        "sctp" => 132,
-        n => n
-            .parse()
-            .with_context(|| format!("unknown protocol {s:?}"))?,
-    })
-}
-
 impl Args {
     /// The packet the arguments describe.
-    pub fn packet(&self) -> anyhow::Result<PacketFields> {
-        if self.src.is_ipv4() != self.dst.is_ipv4() {
-            bail!("--src and --dst must be of the same address family");
-        }
-        let proto = parse_proto(&self.proto)?;
-        let (sport, dport) = match (self.icmp_type, self.icmp_code) {
-            (None, None) => (self.sport, self.dport),
-            (t, c) => (t.unwrap_or(0) as u16, c.unwrap_or(0) as u16),
-        };
-        let mut p = PacketFields::from_ips(self.src, self.dst, sport, dport, proto);
-        p.vlan = self.vlan;
-        p.vni = self.vni;
-        p.direction = match self.direction.as_str() {
-            "in" => PacketDirection::In,
-            "out" => PacketDirection::Out,
-            d => bail!("--direction must be in or out, not {d:?}"),
-        };
-        Ok(p)
+    pub fn packet(&self) -> anyhow::Result<PacketQuery> {
+        Ok(PacketQuery {
+            src: self.src,
+            dst: self.dst,
+            proto: parse_proto(&self.proto).map_err(anyhow::Error::msg)?,
+            sport: self.sport,
+            dport: self.dport,
+            icmp_type: self.icmp_type,
+            icmp_code: self.icmp_code,
+            vlan: self.vlan,
+            vni: self.vni,
+            direction: match self.direction.as_str() {
+                "in" => PacketDirection::In,
+                "out" => PacketDirection::Out,
+                d => bail!("--direction must be in or out, not {d:?}"),
+            },
+        })
     }
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
-    let Some(file) = &a.file else {
-        bail!("give --file POLICY (explaining against a live node needs that node's control endpoint)");
-    };
-    let p = a.packet()?;
-    let doc =
-        PolicyDocument::from_path(file).with_context(|| format!("reading {}", file.display()))?;
-    let policy = match doc.validate_standalone() {
-        Ok(p) => p,
-        Err(errs) => {
-            eprintln!("{}: invalid policy:\n{errs}", file.display());
-            return Ok(ExitCode::FAILURE);
+    if a.file.is_none() && a.node.is_none() {
+        bail!("give --file POLICY, --node HOST:PORT, or both");
+    }
+    let q = a.packet()?;
+    let fields = q.fields().map_err(anyhow::Error::msg)?;
+    if let Some(node) = &a.node {
+        let body = stats::fetch(
+            node,
+            &format!("/explain?{}", q.to_query()),
+            Duration::from_secs(10),
+        )?;
+        let live: LiveExplanation = serde_json::from_str(&body)
+            .with_context(|| format!("unexpected answer from {node}: {body}"))?;
+        println!("node {node}, enforced generation {}:", live.generation);
+        print!("{}", live.text);
+        match (&live.flows_error, live.flows.is_empty()) {
+            (Some(e), _) => println!("conntrack: not available ({e})"),
+            (None, true) => println!("conntrack: no flow for this packet"),
+            (None, false) => {
+                println!("conntrack:");
+                print!("{}", flows::table(&live.flows));
+            }
         }
-    };
-    let rs = Ruleset::compile(&policy)?;
-    print!("{}", rs.explain(&p));
+    }
+    if let Some(file) = &a.file {
+        let doc = PolicyDocument::from_path(file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let policy = match doc.validate_standalone() {
+            Ok(p) => p,
+            Err(errs) => {
+                eprintln!("{}: invalid policy:\n{errs}", file.display());
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        let rs = Ruleset::compile(&policy)?;
+        if a.node.is_some() {
+            println!("\nwith {} instead:", file.display());
+        }
+        print!("{}", rs.explain(&fields));
+    }
     Ok(ExitCode::SUCCESS)
 }

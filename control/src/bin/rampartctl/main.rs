@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod bus;
 mod explain;
+mod flows;
 mod publish;
 mod stats;
 mod status;
@@ -24,7 +25,8 @@ struct Cli {
 enum Command {
     /// Check a policy document (JSON or YAML); print every error with its path and exit 1 if invalid.
     Validate(validate::Args),
-    /// Show which rule a packet matches, and through which group and service.
+    /// Show which rule a packet matches (in a file or on a live node), and through which group
+    /// and service; on a live node also the flow's conntrack entry.
     Explain(explain::Args),
     /// Benchmarks.
     #[command(subcommand)]
@@ -35,6 +37,8 @@ enum Command {
     Status(status::Args),
     /// Show a node's metrics as a table.
     Stats(stats::Args),
+    /// Show a node's top flows (conntrack entries of every worker).
+    Flows(flows::Args),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -46,5 +50,6 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Publish(a) => publish::run(&a),
         Command::Status(a) => status::run(&a),
         Command::Stats(a) => stats::run(&a),
+        Command::Flows(a) => flows::run(&a),
     }
 }

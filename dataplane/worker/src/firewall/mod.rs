@@ -21,9 +21,11 @@
 //!    refresh the flow gauges.
 
 mod counters;
+mod inspect;
 mod log;
 
 pub use counters::{FirewallCounters, FirewallSnapshot};
+pub use inspect::{AskError, FlowRow, Inspector, Question};
 pub use log::{log_queue, LogQueue, RuleLog};
 
 use crate::stage::{BurstCtx, BurstStage, DropReason, Verdict};
@@ -139,6 +141,8 @@ pub struct Firewall {
     counters: Arc<FirewallCounters>,
     log: Option<LogQueue>,
     log_limit: RateLimit,
+    inspector: Arc<Inspector>,
+    responder: inspect::Responder,
     s: Box<Scratch>,
 }
 
@@ -162,6 +166,8 @@ impl Firewall {
             reader,
             counters: Arc::new(FirewallCounters::default()),
             log,
+            inspector: Arc::new(Inspector::default()),
+            responder: inspect::Responder::default(),
             s: Box::new(Scratch {
                 parsed: [Parsed::EMPTY; STAGE_BURST],
                 keys: [FlowKey::default(); STAGE_BURST],
@@ -179,6 +185,11 @@ impl Firewall {
     /// The counters, for the stats thread.
     pub fn counters(&self) -> Arc<FirewallCounters> {
         self.counters.clone()
+    }
+
+    /// The mailbox through which a management thread asks this worker about its flows.
+    pub fn inspector(&self) -> Arc<Inspector> {
+        self.inspector.clone()
     }
 
     /// The flow table (read-only), e.g. for tests and flow listings at shutdown.
@@ -297,8 +308,15 @@ impl Firewall {
             let i = usize::from(pkt);
             let mt = s.matches[k];
             let p = &s.parsed[i];
-            if mt.monitor.is_some() {
+            // Rule hits: a new flow or a packet the rule stops, not each revalidation of a
+            // flow it keeps admitting (that flow was counted when it was opened).
+            let row = usize::from(ctx.worker.0);
+            if let Some(monitor) = mt.monitor {
                 c.monitor_hits.add(1);
+                rs.count_hit(row, Some(monitor));
+            }
+            if hit.is_none() || mt.action != Action::Allow {
+                rs.count_hit(row, mt.rule);
             }
             let rule = mt.rule_id.map_or(DEFAULT_RULE, |r| RuleId(r.0));
             if mt.log && hit.is_none() {
@@ -368,7 +386,8 @@ impl Firewall {
         }
     }
 
-    /// Once per poll iteration: quiescent point, bounded expiry, gauges.
+    /// Once per poll iteration: quiescent point, bounded expiry, gauges, and one step of an
+    /// operator's question if one is open.
     pub fn tick(&mut self, now_tsc: u64) {
         self.reader.quiescent();
         self.counters
@@ -377,6 +396,8 @@ impl Firewall {
         let now_ns = self.clock.ns(now_tsc);
         self.table.expire_burst(now_ns, EXPIRE_BUDGET);
         self.counters.set_flow_stats(&self.table.stats());
+        self.responder
+            .poll(&self.inspector, &mut self.table, now_ns);
     }
 }
 

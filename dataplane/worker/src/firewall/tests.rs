@@ -341,3 +341,138 @@ fn a_reply_after_a_generation_change_is_judged_as_its_flow_not_as_a_new_connecti
     assert!(flow.admitted_under(2));
     assert_eq!(flow.rule(), RuleId(7));
 }
+
+fn hits(r: &Rig, id: Option<u32>) -> u64 {
+    r.handle
+        .rule_hits()
+        .iter()
+        .find(|h| h.id.map(|i| i.0) == id)
+        .map_or(0, |h| h.hits)
+}
+
+#[test]
+fn rule_hits_count_flows_opened_and_packets_stopped() {
+    let mut r = Rig::new(true);
+    // Two web flows of several packets each: two hits on rule 7, not one per packet.
+    open_web(&mut r, 41000);
+    open_web(&mut r, 41001);
+    // Three rejected telnet SYNs (rule 8) and two defaulted (dropped) UDP packets.
+    for sport in 0..3 {
+        r.one(
+            INSIDE,
+            tcp(CLIENT, SERVER, 42000 + sport, 23, flags::SYN, 1, 0),
+        );
+    }
+    let udp = frame(
+        CLIENT,
+        SERVER,
+        &L4Repr::Udp(rampart_wire::UdpRepr {
+            src_port: 5000,
+            dst_port: 53,
+            payload: b"q",
+        }),
+    );
+    r.burst(INSIDE, &[udp.clone(), udp]);
+    // SSH: monitor rule 9 counts, rule 10 admits.
+    r.one(INSIDE, tcp(CLIENT, SERVER, 43000, 22, flags::SYN, 1, 0));
+    assert_eq!(hits(&r, Some(7)), 2);
+    assert_eq!(hits(&r, Some(8)), 3);
+    assert_eq!(hits(&r, Some(9)), 1);
+    assert_eq!(hits(&r, Some(10)), 1);
+    assert_eq!(hits(&r, Some(11)), 0);
+    assert_eq!(hits(&r, None), 2);
+
+    // A new generation: revalidating the open web flows is not a new hit, and the counts
+    // carried by id survive the swap.
+    r.handle.publish(policy(2, false));
+    r.one(INSIDE, tcp(CLIENT, SERVER, 41000, 80, flags::ACK, 101, 501));
+    r.handle
+        .wait_quiescent(std::time::Duration::from_secs(1))
+        .unwrap();
+    assert_eq!(r.c().revalidated, 1);
+    assert_eq!(hits(&r, Some(7)), 2);
+    assert_eq!(hits(&r, Some(8)), 3);
+}
+
+#[test]
+fn operator_questions_are_answered_between_bursts() {
+    let mut r = Rig::new(true);
+    open_web(&mut r, 44000);
+    let (seq, ack) = open_web(&mut r, 44001);
+    open_web(&mut r, 44002);
+    // 44001 carries more: it is the top flow by bytes.
+    for _ in 0..3 {
+        r.one(INSIDE, tcp(CLIENT, SERVER, 44001, 80, flags::ACK, seq, ack));
+    }
+    let inspector = r.fw.inspector();
+    let reply_key = rampart_wire::FlowKey::from_ips(
+        IpAddr::V4(SERVER),
+        IpAddr::V4(CLIENT),
+        proto::TCP,
+        80,
+        44002,
+    );
+    let asker = std::thread::spawn(move || {
+        let t = std::time::Duration::from_secs(10);
+        (
+            inspector.ask(Question::Top(1), t),
+            inspector.ask(Question::Top(10), t),
+            inspector.ask(Question::Flow(reply_key), t),
+            inspector.ask(
+                Question::Flow(rampart_wire::FlowKey::from_ips(
+                    IpAddr::V4(CLIENT),
+                    IpAddr::V4(SERVER),
+                    proto::TCP,
+                    1,
+                    80,
+                )),
+                t,
+            ),
+        )
+    });
+    // The worker answers only at its end of poll: keep polling (empty bursts) until done.
+    while !asker.is_finished() {
+        r.burst(INSIDE, &[]);
+        std::thread::yield_now();
+    }
+    let (top1, all, found, missing) = asker.join().unwrap();
+    let top1 = top1.unwrap();
+    assert_eq!(top1.len(), 1);
+    assert_eq!(top1[0].key.src_port, 44001);
+    assert_eq!(top1[0].packets, [5, 1]);
+    let all = all.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all
+        .windows(2)
+        .all(|w| w[0].total_bytes() >= w[1].total_bytes()));
+    // Asked by its reply direction, the flow is reported as it was opened.
+    let found = found.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        (found[0].key.src_port, found[0].rule, found[0].state),
+        (44002, RuleId(7), rampart_flow::FlowState::TcpEstablished)
+    );
+    assert!(missing.unwrap().is_empty());
+}
+
+#[test]
+fn an_unanswered_question_times_out_and_a_late_answer_is_not_mistaken() {
+    let mut r = Rig::new(true);
+    open_web(&mut r, 45000);
+    let inspector = r.fw.inspector();
+    let short = std::time::Duration::from_millis(20);
+    // Nobody polls: the question times out (and is withdrawn).
+    assert_eq!(
+        inspector.ask(Question::Top(5), short),
+        Err(AskError::Timeout(short))
+    );
+    let asker = {
+        let i = inspector.clone();
+        std::thread::spawn(move || i.ask(Question::Top(5), std::time::Duration::from_secs(10)))
+    };
+    while !asker.is_finished() {
+        r.burst(INSIDE, &[]);
+        std::thread::yield_now();
+    }
+    assert_eq!(asker.join().unwrap().unwrap().len(), 1);
+}
