@@ -128,7 +128,9 @@ impl<S: Space> Tree<S> {
             tree: Tree {
                 root: LEAF,
                 ptrs: Vec::new(),
-                // Chunk 0: the empty leaf.
+                // Chunk 0: the empty leaf. About one chunk per box is typical (ClassBench
+                // sets: 0.6-1.2); reserving that up front saves the copies of a growing
+                // vector of 384-byte chunks.
                 chunks: vec![Chunk {
                     lanes: S::Lanes::default(),
                     idx: EMPTY_CHUNK_IDX,
@@ -142,6 +144,7 @@ impl<S: Space> Tree<S> {
             leaf_dedup: HashMap::new(),
         };
         b.leaf_dedup.insert(Vec::new(), 0);
+        b.tree.chunks.reserve(members.len().min(1 << 16));
         let root = b.node(members, [0; 5], S::BITS, 0);
         b.tree.root = root;
         let mut t = b.tree;
