@@ -31,13 +31,10 @@ impl<S: Space> Forest<S> {
             let d = is_small(b.lo[1], b.hi[1], S::BITS[1]) as usize;
             groups[s * 2 + d].push(i as u32);
         }
-        // Bigger groups first: they most often hold the answer, and their bound prunes the rest.
+        // Bigger groups first: they most often hold the answer, and their matches let packets
+        // skip the trees whose boxes all come later.
         let mut groups: Vec<Vec<u32>> = groups.into_iter().filter(|g| !g.is_empty()).collect();
         groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
-        let trees = groups
-            .into_iter()
-            .map(|g| Tree::build(boxes, g, params))
-            .collect();
         let mut extras = vec![[0; 6]];
         let rules = boxes
             .iter()
@@ -49,10 +46,12 @@ impl<S: Space> Forest<S> {
                 }
             })
             .collect();
-        Forest {
-            trees,
-            table: BoxTable { rules, extras },
-        }
+        let table = BoxTable { rules, extras };
+        let trees = groups
+            .into_iter()
+            .map(|g| Tree::build(boxes, &table, g, params))
+            .collect();
+        Forest { trees, table }
     }
 
     /// The smallest matching box index below `bound`, else `bound`.
@@ -65,7 +64,7 @@ impl<S: Space> Forest<S> {
         best
     }
 
-    /// Per tree: (nodes visited, boxes compared), for tuning.
+    /// Per tree: (nodes visited, leaf chunks scanned), for tuning.
     pub fn cost(&self, key: &S::Key) -> Vec<(usize, usize)> {
         let mut best = u32::MAX;
         self.trees
@@ -80,9 +79,7 @@ impl<S: Space> Forest<S> {
 
     /// Candidate boxes for `key` from every tree.
     pub fn candidates<'a>(&'a self, key: &'a S::Key) -> impl Iterator<Item = u32> + 'a {
-        self.trees
-            .iter()
-            .flat_map(move |t| t.candidates(key).iter().copied())
+        self.trees.iter().flat_map(move |t| t.candidates(key))
     }
 
     /// Heap bytes held.

@@ -339,6 +339,10 @@ impl Ruleset {
 
     /// Classifies a burst: `out[i]` answers `pkts[i]` (extra entries of the longer slice are
     /// left alone).
+    ///
+    /// One packet after the other: walking the trees of a whole burst level by level (so the
+    /// loads of different packets overlap) was measured and lost, its bookkeeping costing more
+    /// than the mispredicted loop exits it saves (see BENCHMARKS.md "Classifier").
     #[inline]
     pub fn classify_bulk(&self, pkts: &[PacketFields], out: &mut [Match]) {
         for (p, o) in pkts.iter().zip(out.iter_mut()) {
@@ -348,13 +352,14 @@ impl Ruleset {
 
     #[inline(always)]
     fn answer(&self, p: &PacketFields, hit: u32) -> Match {
-        let monitor = match &self.monitor {
-            Some(m) => {
-                let x = m.lookup(p);
-                (x < hit).then_some(x)
-            }
-            None => None,
-        };
+        let monitor = self.monitor.as_ref().map_or(u32::MAX, |m| m.lookup(p));
+        self.answer_with(hit, monitor)
+    }
+
+    /// The answer for enforcing rule `hit` and monitor rule `monitor` (`u32::MAX` = none).
+    #[inline(always)]
+    fn answer_with(&self, hit: u32, monitor: u32) -> Match {
+        let monitor = (monitor < hit).then_some(monitor);
         if hit == u32::MAX {
             return Match {
                 monitor,
@@ -509,26 +514,22 @@ pub(crate) trait KeyOf: Space {
 impl KeyOf for V4 {
     #[inline(always)]
     fn key_of(p: &PacketFields) -> KeyV4 {
-        KeyV4 {
-            f: [
-                p.src as u32,
-                p.dst as u32,
-                p.sport as u32,
-                p.dport as u32,
-                p.proto as u32,
-            ],
-            ext: [
-                match p.vlan {
-                    Some(v) => v as u32,
-                    None => crate::space::VLAN_NONE,
-                },
-                match p.vni {
-                    Some(v) => v & 0xff_ffff,
-                    None => crate::space::VNI_NONE,
-                },
-                p.direction as u32,
-            ],
-        }
+        KeyV4::new([
+            p.src as u32,
+            p.dst as u32,
+            p.sport as u32,
+            p.dport as u32,
+            p.proto as u32,
+            match p.vlan {
+                Some(v) => v as u32,
+                None => crate::space::VLAN_NONE,
+            },
+            match p.vni {
+                Some(v) => v & 0xff_ffff,
+                None => crate::space::VNI_NONE,
+            },
+            p.direction as u32,
+        ])
     }
 }
 

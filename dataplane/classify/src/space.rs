@@ -173,12 +173,35 @@ fn extras_match(e: &Extras, k: &[u32; 3]) -> bool {
         & (k[2].wrapping_sub(e[2]) <= e[5])
 }
 
+/// Boxes per leaf chunk: a leaf's boxes are tested together, every lane at once, so a scan
+/// is a fixed amount of straight-line work instead of a loop with a data-dependent exit.
+pub(crate) const LANES: usize = 8;
+
+/// Up to [`LANES`] boxes of one leaf, in priority order. A scan yields a byte mask (byte `l`
+/// is `0xff` when lane `l` matches) and `idx[LANES]` is `u32::MAX`, so
+/// `idx[mask.trailing_zeros() / 8]` is the first match or "none" without a branch.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Chunk<L> {
+    /// The boxes' fields in the layout's lane form.
+    pub lanes: L,
+    /// Box indices (into the forest's box table), ascending.
+    pub idx: [u32; LANES + 1],
+    /// Lanes that hold a box (byte mask).
+    pub valid: u64,
+    /// Lanes whose box also limits VLAN, VNI or direction (checked out of line).
+    pub extras: u16,
+    /// The leaf continues in the next chunk (only leaves the build could not split).
+    pub more: bool,
+}
+
 /// A layout of boxes and points the trees work over.
-pub(crate) trait Space {
+pub(crate) trait Space: Sized {
     /// A packet as the lookup reads it.
-    type Key: Copy;
+    type Key: Copy + Default;
     /// A box as the leaves store it.
     type Rule: Copy;
+    /// A chunk's boxes in the form its scan reads.
+    type Lanes: Copy + Default;
     /// Widths of the five cut fields.
     const BITS: [u32; 5];
     /// Converts a build box whose extras live at `extras` in the table.
@@ -189,16 +212,39 @@ pub(crate) trait Space {
     fn child(key: &Self::Key, d: u8, shift: u8, mask: u32) -> usize;
     /// Whether the box contains the point.
     fn matches(r: &Self::Rule, key: &Self::Key, extras: &[Extras]) -> bool;
+    /// Stores `r` in lane `l`.
+    fn set_lane(lanes: &mut Self::Lanes, l: usize, r: &Self::Rule);
+    /// Byte `l` is `0xff` when lane `l` of `c` contains the point, else 0 (lanes without a
+    /// box: either).
+    fn lanes_match(
+        c: &Chunk<Self::Lanes>,
+        rules: &[Self::Rule],
+        key: &Self::Key,
+        extras: &[Extras],
+    ) -> u64;
 }
 
 /// IPv4 layout: every field fits a `u32`.
 pub(crate) struct V4;
 
-/// An IPv4 packet point: the five cut fields, then VLAN, VNI, direction.
-#[derive(Clone, Copy, Debug)]
+/// An IPv4 packet point: the five cut fields, then VLAN, VNI, direction (eight lanes, so a
+/// cut field index masked with 7 needs no bounds check).
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct KeyV4 {
-    pub f: [u32; 5],
-    pub ext: [u32; 3],
+    pub f: [u32; 8],
+    /// The five cut fields, each repeated four times: the operand form of the chunk scan.
+    pub wide: [[u32; 4]; 5],
+}
+
+impl KeyV4 {
+    /// From the five cut fields and VLAN, VNI, direction.
+    #[inline(always)]
+    pub fn new(f: [u32; 8]) -> Self {
+        KeyV4 {
+            f,
+            wide: std::array::from_fn(|d| [f[d]; 4]),
+        }
+    }
 }
 
 /// An IPv4 box in 32 bytes: `lo` and `hi - lo` per field, so a test is one subtract and one
@@ -220,9 +266,34 @@ pub(crate) struct RuleV4 {
     extras: u32,
 }
 
+/// IPv4 boxes of a chunk, one array per field (structure of arrays), every field widened to
+/// 32 bits: the scan of a chunk is the same subtract-and-compare on every lane, which the
+/// compiler turns into 4-wide vector code (SSE2, the x86-64 baseline). `lo` and `span` are
+/// stored with their top bit flipped: then `k - lo` comes out flipped too, and the unsigned
+/// `k - lo <= span` is a signed compare, the only 32-bit compare SSE2 has.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+pub(crate) struct LanesV4 {
+    lo: [[u32; LANES]; 5],
+    span: [[i32; LANES]; 5],
+}
+
+impl Default for LanesV4 {
+    fn default() -> Self {
+        LanesV4 {
+            lo: [[0; LANES]; 5],
+            span: [[i32::MIN; LANES]; 5],
+        }
+    }
+}
+
+/// Flips the top bit (see [`LanesV4`]).
+const BIAS: u32 = 1 << 31;
+
 impl Space for V4 {
     type Key = KeyV4;
     type Rule = RuleV4;
+    type Lanes = LanesV4;
     const BITS: [u32; 5] = cut_bits(Family::V4);
 
     fn rule(b: &GenericBox, extras: u32) -> RuleV4 {
@@ -243,21 +314,12 @@ impl Space for V4 {
     }
 
     fn key(p: &[u128; 8]) -> KeyV4 {
-        KeyV4 {
-            f: [
-                p[0] as u32,
-                p[1] as u32,
-                p[2] as u32,
-                p[3] as u32,
-                p[4] as u32,
-            ],
-            ext: [p[5] as u32, p[6] as u32, p[7] as u32],
-        }
+        KeyV4::new(std::array::from_fn(|d| p[d] as u32))
     }
 
     #[inline(always)]
     fn child(key: &KeyV4, d: u8, shift: u8, mask: u32) -> usize {
-        ((key.f[d as usize] >> shift) & mask) as usize
+        ((key.f[d as usize & 7] >> shift) & mask) as usize
     }
 
     #[inline(always)]
@@ -267,15 +329,87 @@ impl Space for V4 {
             & ((key.f[2] as u16).wrapping_sub(r.sport_lo) <= r.sport_span)
             & ((key.f[3] as u16).wrapping_sub(r.dport_lo) <= r.dport_span)
             & ((key.f[4] as u8).wrapping_sub(r.proto_lo) <= r.proto_span);
-        ok && (r.extras == NO_EXTRAS || extras_match(&extras[r.extras as usize], &key.ext))
+        ok && (r.extras == NO_EXTRAS
+            || extras_match(&extras[r.extras as usize], &[key.f[5], key.f[6], key.f[7]]))
     }
+
+    fn set_lane(c: &mut LanesV4, l: usize, r: &RuleV4) {
+        let lo = [
+            r.src_lo,
+            r.dst_lo,
+            r.sport_lo as u32,
+            r.dport_lo as u32,
+            r.proto_lo as u32,
+        ];
+        let span = [
+            r.src_span,
+            r.dst_span,
+            r.sport_span as u32,
+            r.dport_span as u32,
+            r.proto_span as u32,
+        ];
+        for d in 0..5 {
+            c.lo[d][l] = lo[d] ^ BIAS;
+            c.span[d][l] = (span[d] ^ BIAS) as i32;
+        }
+    }
+
+    #[inline(always)]
+    fn lanes_match(c: &Chunk<LanesV4>, rules: &[RuleV4], key: &KeyV4, extras: &[Extras]) -> u64 {
+        let x = &c.lanes;
+        let mut m = lanes8(x, &key.wide);
+        if c.extras != 0 {
+            m &= extras_lanes(c, rules, key, extras);
+        }
+        m
+    }
+}
+
+/// Byte `l` is `0xff` when lane `l` contains the point. The lanes are handled in groups of four,
+/// the shape the vectorizer maps onto one SSE2 register each, and every key field comes
+/// already repeated four times, in memory: given the key as plain `u32`s, or inlined into the
+/// tree walk, the vectorizer mixes lanes and fields and the result is mostly scalar.
+#[inline(never)]
+fn lanes8(x: &LanesV4, k: &[[u32; 4]; 5]) -> u64 {
+    let mut miss = [0u8; LANES];
+    for g in 0..LANES / 4 {
+        let mut acc = [0i32; 4];
+        for d in 0..5 {
+            for l in 0..4 {
+                let diff = k[d][l].wrapping_sub(x.lo[d][g * 4 + l]) as i32;
+                acc[l] |= -((diff > x.span[d][g * 4 + l]) as i32);
+            }
+        }
+        for l in 0..4 {
+            miss[g * 4 + l] = acc[l] as u8;
+        }
+    }
+    !u64::from_le_bytes(miss)
+}
+
+/// Lanes of `c` whose VLAN/VNI/direction limits admit the key (all others set). Out of line:
+/// ClassBench-like policies have none, real ones few.
+#[cold]
+#[inline(never)]
+fn extras_lanes(c: &Chunk<LanesV4>, rules: &[RuleV4], key: &KeyV4, extras: &[Extras]) -> u64 {
+    let k = [key.f[5], key.f[6], key.f[7]];
+    let mut m = !0u64;
+    for l in 0..LANES {
+        if c.extras & (1 << l) != 0 {
+            let e = rules[c.idx[l] as usize].extras;
+            if !extras_match(&extras[e as usize], &k) {
+                m &= !(0xff << (8 * l));
+            }
+        }
+    }
+    m
 }
 
 /// IPv6 layout: `u128` addresses, the other fields as in IPv4.
 pub(crate) struct V6;
 
 /// An IPv6 packet point.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct KeyV6 {
     addr: [u128; 2],
     f: [u32; 5],
@@ -295,6 +429,8 @@ pub(crate) struct RuleV6 {
 impl Space for V6 {
     type Key = KeyV6;
     type Rule = RuleV6;
+    /// IPv6 chunks are scanned through the box table (IPv6 policies are small here).
+    type Lanes = ();
     const BITS: [u32; 5] = cut_bits(Family::V6);
 
     fn rule(b: &GenericBox, extras: u32) -> RuleV6 {
@@ -324,7 +460,7 @@ impl Space for V6 {
         if d < 2 {
             ((key.addr[d as usize] >> shift) as u32 & mask) as usize
         } else {
-            ((key.f[d as usize] >> shift) & mask) as usize
+            ((key.f[d as usize % 5] >> shift) & mask) as usize
         }
     }
 
@@ -336,5 +472,20 @@ impl Space for V6 {
             & (key.addr[0].wrapping_sub(r.addr_lo[0]) <= r.addr_span[0])
             & (key.addr[1].wrapping_sub(r.addr_lo[1]) <= r.addr_span[1]);
         ok && (r.extras == NO_EXTRAS || extras_match(&extras[r.extras as usize], &key.ext))
+    }
+
+    fn set_lane(_: &mut (), _: usize, _: &RuleV6) {}
+
+    #[inline(always)]
+    fn lanes_match(c: &Chunk<()>, rules: &[RuleV6], key: &KeyV6, extras: &[Extras]) -> u64 {
+        let mut m = 0u64;
+        for l in 0..LANES {
+            if c.valid & (1 << (8 * l)) != 0
+                && Self::matches(&rules[c.idx[l] as usize], key, extras)
+            {
+                m |= 0xff << (8 * l);
+            }
+        }
+        m
     }
 }
