@@ -1,24 +1,44 @@
-//! The firewall pipeline's CPU cost per packet on one core, without I/O: pre-built 64-byte
-//! frames of many flows cycle through `Firewall::decide` + the end-of-poll tick in bursts of
-//! 32 (a closed-loop in-process source, so the generator costs nothing). Compare with the raw
-//! DPDK forward (`scripts/bench.sh forwarding`), the I/O ceiling.
+//! The firewall pipeline's cost per packet on one core, next to the raw forwarder, in one run.
 //!
-//! Scenarios (ClassBench acl1 rules as the policy; rules allow, the default allows too, so
-//! every flow is admitted and then tracked):
-//! - established: N flows already in the table, every packet is a table hit;
-//! - new: every packet is a new flow (classify + insert), the table emptied between passes.
+//! Two parts, both fed by a closed-loop in-process source of pre-built 64-byte frames of many
+//! flows (ClassBench acl1 headers made unique; rules allow and the default allows too, so every
+//! flow is admitted and then tracked):
 //!
-//! `cargo bench -p rampart-dataplane --bench pipeline [-- --quick]` prints a table; `--json`
-//! prints one JSON object per row.
+//! 1. **Worker loop over DPDK rings** (the headline, issue 6): the real [`Worker`] poll loop on
+//!    two `net_ring` ports. Each ring port's TX feeds its own RX, so the ~900 mbufs injected at
+//!    start circulate port 0 → port 1 → port 0 … through rx_burst → stage → tx_burst forever.
+//!    The source stage in front of the measured stage overwrites each received frame with the
+//!    next of the N flows (a 60-byte copy), so N can exceed the mbufs in flight. Rows:
+//!    `ForwardAll` alone (the raw I/O ceiling, frames untouched), `ForwardAll` behind the
+//!    source (what the source itself costs), and the `Firewall` stage behind the same source:
+//!    established flows (10K, 1M) and 100% new flows. "vs raw" divides by the plain
+//!    `ForwardAll` row, so the source's own cost counts against the firewall. Needs EAL
+//!    (hugepages when free, else `--no-huge`); `--no-dpdk` skips it.
+//! 2. **`Firewall::decide` alone** (no I/O, no mbufs): the stage's CPU cost, plus the
+//!    worst-case swap scenario (another thread publishes a new ruleset every millisecond with
+//!    alternating generations, so every flow is revalidated after each swap).
+//!
+//! Rates are packets per CPU-second of the measuring thread (the host is shared; wall-clock
+//! rates would mostly measure the other tenants), best of `ROUNDS` interleaved rounds.
+//!
+//! `cargo bench -p rampart-dataplane --bench pipeline [-- --quick] [--no-dpdk] [--no-decide]`
+//! prints markdown tables; `--json` prints one JSON object per row instead.
+//! `SETS=acl1_10k SCENARIOS=new` narrows part 2 (for profiling).
 
+use cpu_time::ThreadTime;
 use rampart_classify::classbench::{load_rules, load_trace, to_policy, CbPacket};
 use rampart_classify::{Action, Ruleset, TableHandle};
 use rampart_dataplane::firewall::STAGE_BURST;
-use rampart_dataplane::{BurstCtx, Firewall, FirewallSettings, PortIndex, Verdict, WorkerId};
+use rampart_dataplane::{
+    BurstCtx, BurstStage, Firewall, FirewallSettings, ForwardAll, PortIndex, Verdict, Worker,
+    WorkerId, WorkerQueues, WorkerSettings,
+};
+use rampart_dpdk::{Eal, MbufBurst, Mempool, MempoolConfig, Port, PortConfig};
 use rampart_wire::tcp::flags;
 use rampart_wire::{build_frame, EthernetRepr, IpSpec, L4Repr, TcpRepr, UdpRepr};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -102,8 +122,8 @@ fn flows(trace: &[CbPacket], n: usize) -> Vec<[u8; FRAME]> {
     out
 }
 
-fn firewall(table: &TableHandle, capacity: usize) -> Firewall {
-    let mut s = FirewallSettings::paired(1_000_000_000);
+fn firewall(table: &TableHandle, capacity: usize, tsc_hz: u64) -> Firewall {
+    let mut s = FirewallSettings::paired(tsc_hz);
     s.flow.capacity = (capacity as u32).next_power_of_two().max(1024);
     s.flow.loose_tcp_pickup = true;
     Firewall::new(s, table.register_reader(), None).expect("firewall")
@@ -118,16 +138,25 @@ fn ctx(now: u64) -> BurstCtx {
     }
 }
 
-/// Runs bursts over `frames` (cycling) for about `budget`; returns Mpps.
-fn run(
-    frames: &[[u8; FRAME]],
-    budget: Duration,
-    mut burst: impl FnMut(&[&[u8]], &mut [Verdict], u64),
-) -> f64 {
+/// Admits every flow of `frames` (one pass of `decide`), so what follows is all table hits.
+fn warm_up(fw: &mut Firewall, frames: &[[u8; FRAME]], now: u64) {
+    for chunk in frames.chunks(BURST) {
+        let mut refs: [&[u8]; BURST] = [&[]; BURST];
+        for (r, f) in refs.iter_mut().zip(chunk) {
+            *r = &f[..];
+        }
+        let mut v = [Verdict::Forward; BURST];
+        fw.decide(&ctx(now), &refs[..chunk.len()], &mut v[..chunk.len()]);
+    }
+    assert_eq!(fw.flows().len(), frames.len(), "every flow admitted");
+}
+
+/// Runs bursts over `frames` (cycling) through `decide` + tick for about `budget` of thread
+/// CPU time; returns Mpps. `now` (ns) moves on by 1 µs per burst and is kept across calls.
+fn run_decide(fw: &mut Firewall, frames: &[[u8; FRAME]], budget: Duration, now: &mut u64) -> f64 {
     let mut verdicts = [Verdict::Forward; BURST];
-    let mut now = 1_000_000u64;
     let mut pkts = 0u64;
-    let start = Instant::now();
+    let start = ThreadTime::now();
     let mut i = 0;
     loop {
         for _ in 0..64 {
@@ -140,8 +169,9 @@ fn run(
                 }
             }
             verdicts.fill(Verdict::Forward);
-            now += 1_000;
-            burst(&refs, &mut verdicts, now);
+            *now += 1_000;
+            fw.decide(&ctx(*now), &refs, &mut verdicts);
+            fw.tick(*now);
             pkts += BURST as u64;
         }
         if start.elapsed() >= budget {
@@ -151,168 +181,471 @@ fn run(
     pkts as f64 / start.elapsed().as_secs_f64() / 1e6
 }
 
+/// 100% new flows through `decide`: every frame opens a flow, a fresh table per pass (the
+/// table's allocation is not timed). Returns Mpps.
+fn run_new_decide(
+    table: &TableHandle,
+    frames: &[[u8; FRAME]],
+    budget: Duration,
+    tsc_hz: u64,
+) -> f64 {
+    let mut total = Duration::ZERO;
+    let mut pkts = 0usize;
+    while total < budget {
+        let mut fw = firewall(table, frames.len() * 2, tsc_hz);
+        let start = ThreadTime::now();
+        let mut now = 1u64;
+        for chunk in frames.chunks(BURST) {
+            let mut refs: [&[u8]; BURST] = [&[]; BURST];
+            for (r, f) in refs.iter_mut().zip(chunk) {
+                *r = &f[..];
+            }
+            let mut v = [Verdict::Forward; BURST];
+            now += 1_000;
+            fw.decide(&ctx(now), &refs[..chunk.len()], &mut v[..chunk.len()]);
+        }
+        total += start.elapsed();
+        pkts += frames.len();
+        assert_eq!(fw.counters().snapshot().new_flows as usize, frames.len());
+    }
+    pkts as f64 / total.as_secs_f64() / 1e6
+}
+
+/// The closed-loop source: overwrites every received frame with the next of `frames` before
+/// the measured stage sees it. With `stop_at_wrap`, raises it after the last frame (so a
+/// new-flows run sees each flow once).
+struct Source<'a, S> {
+    frames: &'a [[u8; FRAME]],
+    next: usize,
+    inner: S,
+    stop_at_wrap: Option<Arc<AtomicBool>>,
+}
+
+impl<S: BurstStage> BurstStage for Source<'_, S> {
+    #[inline]
+    fn process<const N: usize>(
+        &mut self,
+        ctx: &BurstCtx,
+        pkts: &mut MbufBurst<N>,
+        verdicts: &mut [Verdict],
+    ) {
+        for m in pkts.as_mut_slice() {
+            // net_null hands out 64-byte frames, the ring ones are 60: the 4 bytes past the
+            // IP packet are Ethernet padding either way.
+            m.data_mut()[..FRAME].copy_from_slice(&self.frames[self.next]);
+            self.next += 1;
+            if self.next == self.frames.len() {
+                self.next = 0;
+                if let Some(stop) = &self.stop_at_wrap {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        self.inner.process(ctx, pkts, verdicts);
+    }
+
+    #[inline]
+    fn end_of_poll(&mut self, now_tsc: u64) {
+        self.inner.end_of_poll(now_tsc);
+    }
+}
+
+/// EAL with two port pairs on one core's worth of vdevs: `net_null0/1` (RX hands out fresh
+/// mbufs from the pool, TX frees them: the cost a NIC driver has, and the vdevs of the
+/// "Forwarding" section) and `net_ring0/1` (a ring port's TX feeds its own RX, so injected
+/// mbufs circulate and I/O is nearly free).
+struct Dpdk {
+    // Field order is drop order: queues and ports before EAL cleanup.
+    pairs: Vec<(&'static str, Option<WorkerQueues>)>,
+    _ports: Vec<Port>,
+    _eal: Eal,
+    tsc_hz: u64,
+}
+
+/// Frames in flight per ring port: below the PMD's ring size (1024) with room for a burst.
+const IN_FLIGHT_PER_PORT: usize = 448;
+
+impl Dpdk {
+    fn start() -> Result<Dpdk, String> {
+        let huge = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find(|l| l.starts_with("HugePages_Free:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+            >= 128
+            && std::env::var_os("RAMPART_NO_HUGE").is_none();
+        let prefix = format!("--file-prefix=rampart-pipeline-{}", std::process::id());
+        let mut args = vec![
+            "pipeline-bench",
+            "-l",
+            "0",
+            "--no-pci",
+            "--vdev=net_null0",
+            "--vdev=net_null1",
+            "--vdev=net_ring0",
+            "--vdev=net_ring1",
+            "--log-level=error",
+        ];
+        if huge {
+            args.push("--in-memory");
+        } else {
+            args.extend(["--no-huge", "-m", "512"]);
+        }
+        args.push(&prefix);
+        let eal = Eal::init(&args).map_err(|e| e.to_string())?;
+        let pool = Mempool::create(&MempoolConfig {
+            name: "bench_pool".into(),
+            mbufs: 8191,
+            ..MempoolConfig::default()
+        })
+        .map_err(|e| e.to_string())?;
+        let mut ports = Vec::new();
+        let mut pairs = Vec::new();
+        for (name, devs) in [
+            ("net_null", ["net_null0", "net_null1"]),
+            ("net_ring", ["net_ring0", "net_ring1"]),
+        ] {
+            let (mut rx, mut tx) = (Vec::new(), Vec::new());
+            for dev in devs {
+                let id = Port::attach(dev).map_err(|e| e.to_string())?;
+                let (port, r, t) =
+                    Port::start(id, &PortConfig::default(), &pool).map_err(|e| e.to_string())?;
+                ports.push(port);
+                rx.push(r);
+                tx.push(t);
+            }
+            if name == "net_ring" {
+                // Each ring port starts with its share of the circulating frames.
+                let filler = [0u8; FRAME];
+                for port_tx in &mut tx {
+                    let mut left = IN_FLIGHT_PER_PORT;
+                    while left > 0 {
+                        let n = left.min(BURST);
+                        let mut b: MbufBurst<BURST> = MbufBurst::new();
+                        if !pool.alloc_bulk(&mut b, n) {
+                            return Err("mempool exhausted while injecting".into());
+                        }
+                        for m in b.as_mut_slice() {
+                            assert!(m.set_data(&filler));
+                        }
+                        let (sent, lost) = port_tx[0].tx_burst_or_free(&mut b);
+                        if lost != 0 || sent != n {
+                            return Err(format!("ring refused {lost} injected frames"));
+                        }
+                        left -= n;
+                    }
+                }
+            }
+            let peer = [PortIndex(1), PortIndex(0)];
+            let queues = rampart_dataplane::assign_queues(rx, tx, &peer, 1).pop();
+            pairs.push((name, queues));
+        }
+        Ok(Dpdk {
+            pairs,
+            _ports: ports,
+            _eal: eal,
+            tsc_hz: rampart_dpdk::tsc_hz(),
+        })
+    }
+
+    /// Runs the real worker loop on port pair `pair` with `stage` until `budget` of wall time
+    /// passed (or the stage raised `stop`). Returns the stage, Mpps forwarded per
+    /// thread-CPU-second, and the packets received but not forwarded (drops, TX refusals).
+    fn measure<S: BurstStage>(
+        &mut self,
+        pair: usize,
+        stage: S,
+        stop: Arc<AtomicBool>,
+        budget: Duration,
+    ) -> (S, f64, u64) {
+        let queues = self.pairs[pair].1.take().expect("queues");
+        let mut w = Worker::new(queues, stage, stop.clone(), WorkerSettings::default());
+        let timer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let end = Instant::now() + budget;
+                while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                stop.store(true, Ordering::Relaxed);
+            })
+        };
+        let t0 = ThreadTime::now();
+        w.poll_until_stopped();
+        let secs = t0.elapsed().as_secs_f64();
+        timer.join().expect("timer");
+        let c = w.counters().snapshot();
+        let (tx, rx): (u64, u64) = c.ports[..2]
+            .iter()
+            .fold((0, 0), |(t, r), p| (t + p.tx_pkts, r + p.rx_pkts));
+        let (queues, stage) = w.into_parts();
+        self.pairs[pair].1 = Some(queues);
+        (stage, tx as f64 / secs / 1e6, rx - tx)
+    }
+}
+
 struct Row {
+    part: &'static str,
     scenario: String,
     rules: usize,
     flows: usize,
     mpps: f64,
-    /// The same scenario without the disturbance (for the swap row).
-    reference: Option<f64>,
+    /// What the row is compared with (raw forward, or the same without swaps), and its Mpps.
+    reference: Option<(&'static str, f64)>,
 }
+
+const ROUNDS: usize = 3;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let quick =
-        args.iter().any(|a| a == "--quick") || std::env::var_os("RAMPART_BENCH_QUICK").is_some();
-    let json = args.iter().any(|a| a == "--json");
+    let has = |a: &str| args.iter().any(|x| x == a);
+    let quick = has("--quick") || std::env::var_os("RAMPART_BENCH_QUICK").is_some();
+    let json = has("--json");
     // `cargo test --benches` runs this with --bench absent: keep it to a smoke run.
-    let smoke = !args.iter().any(|a| a == "--bench");
+    let smoke = !has("--bench");
     let budget = if smoke {
         Duration::from_millis(20)
     } else if quick {
-        Duration::from_millis(500)
+        Duration::from_millis(300)
     } else {
-        Duration::from_millis(2000)
+        Duration::from_millis(1000)
     };
+    let rounds = if smoke { 1 } else { ROUNDS };
     let sizes: &[usize] = if smoke {
         &[1_000]
     } else {
         &[10_000, 1_000_000]
     };
+    let new_n = if smoke { 4_096 } else { 1 << 20 };
+    let env_list = |k: &str| std::env::var(k).ok().map(|v| v.to_string());
+    let sets: Vec<&str> = ["acl1_1k", "acl1_10k"]
+        .into_iter()
+        .filter(|s| env_list("SETS").is_none_or(|v| v.split(',').any(|x| x == *s)))
+        .collect();
+    let want = |sc: &str| env_list("SCENARIOS").is_none_or(|v| v.split(',').any(|x| x == sc));
     let dir = data_dir();
-    let mut rows = Vec::new();
-    for (set, trace) in [("acl1_1k", "acl1_1k"), ("acl1_10k", "acl1_10k")] {
+    let mut loaded = Vec::new();
+    for set in &sets {
         let rules = load_rules(&dir.join(format!("{set}.rules"))).expect("rules");
-        let trace = load_trace(&dir.join(format!("{trace}.trace.gz"))).expect("trace");
+        let trace = load_trace(&dir.join(format!("{set}.trace.gz"))).expect("trace");
         let mut policy = to_policy(&rules);
         policy.default_action = Action::Allow;
         let table = TableHandle::new(Arc::new(Ruleset::compile(&policy).expect("compile")));
-        for &n in sizes {
-            let frames = flows(&trace, n);
-            // Established: a warm-up pass admits every flow, then every packet is a hit.
-            let mut fw = firewall(&table, n * 2);
-            for chunk in frames.chunks(BURST) {
-                let refs: Vec<&[u8]> = chunk.iter().map(|f| &f[..]).collect();
-                let mut v = vec![Verdict::Forward; refs.len()];
-                fw.decide(&ctx(1), &refs, &mut v);
-            }
-            assert_eq!(fw.flows().len(), n, "every flow admitted in the warm-up");
-            // Each burst is followed by the worker's end-of-poll work (quiescent point, expiry).
-            let est = run(&frames, budget, |refs, v, now| {
-                fw.decide(&ctx(now), refs, v);
-                fw.tick(now);
-            });
-            let c = fw.counters().snapshot();
-            assert!(c.established > 0 && c.new_flows as usize == n, "{c:?}");
-            if n == sizes[0] {
-                // The same, while another thread publishes a new ruleset every millisecond
-                // (alternating generations, so every flow is revalidated after each swap) and
-                // waits for the worker's quiescent point, as the control plane does.
-                let mut other = policy.clone();
-                other.generation = 2;
-                let next = Arc::new(Ruleset::compile(&other).expect("compile"));
-                let first = table.current();
-                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let swaps = {
-                    let (table, stop) = (table.clone(), stop.clone());
-                    std::thread::spawn(move || {
-                        let mut n = 0u64;
-                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                            let rs = if n % 2 == 0 {
-                                next.clone()
-                            } else {
-                                first.clone()
-                            };
-                            drop(table.publish(rs));
-                            let _ = table.wait_quiescent(Duration::from_secs(1));
-                            n += 1;
-                            std::thread::sleep(Duration::from_millis(1));
-                        }
-                        n
-                    })
-                };
-                let during = run(&frames, budget, |refs, v, now| {
-                    fw.decide(&ctx(now), refs, v);
-                    fw.tick(now);
-                });
-                stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                let published = swaps.join().unwrap();
-                assert!(published > 0);
-                let c = fw.counters().snapshot();
-                assert!(c.revalidated > 0 && c.cut == 0, "{c:?}");
-                rows.push(Row {
-                    scenario: format!("established, {published} swaps (1/ms)"),
-                    rules: rules.len(),
-                    flows: n,
-                    mpps: during,
-                    reference: Some(est),
-                });
-            }
-            rows.push(Row {
-                scenario: "established".into(),
-                rules: rules.len(),
-                flows: n,
-                mpps: est,
-                reference: None,
-            });
-        }
-        // New flows: every packet opens a flow; a fresh table per pass (untimed).
-        let n = if smoke { 4_096 } else { 1 << 20 };
-        let frames = flows(&trace, n);
-        let mut total = Duration::ZERO;
-        let mut pkts = 0usize;
-        while total < budget {
-            let mut fw = firewall(&table, n * 2);
-            let start = Instant::now();
-            let mut now = 1u64;
-            for chunk in frames.chunks(BURST) {
-                let mut refs: [&[u8]; BURST] = [&[]; BURST];
-                for (r, f) in refs.iter_mut().zip(chunk) {
-                    *r = &f[..];
-                }
-                let mut v = [Verdict::Forward; BURST];
-                now += 1_000;
-                fw.decide(&ctx(now), &refs[..chunk.len()], &mut v[..chunk.len()]);
-            }
-            total += start.elapsed();
-            pkts += frames.len();
-            assert_eq!(fw.counters().snapshot().new_flows as usize, n);
-        }
-        rows.push(Row {
-            scenario: "new flows".into(),
-            rules: rules.len(),
-            flows: n,
-            mpps: pkts as f64 / total.as_secs_f64() / 1e6,
-            reference: None,
-        });
+        let mut frames: Vec<(usize, Vec<[u8; FRAME]>)> =
+            sizes.iter().map(|&n| (n, flows(&trace, n))).collect();
+        frames.push((new_n, flows(&trace, new_n)));
+        loaded.push((rules.len(), policy, table, frames));
     }
+    let mut rows = Vec::new();
+    // Part 1: the real worker loop on each port pair, raw vs firewall, rounds interleaved.
+    if !smoke && !has("--no-dpdk") {
+        let mut dpdk = Dpdk::start().unwrap_or_else(|e| panic!("EAL/vdev setup: {e}"));
+        let tsc_hz = dpdk.tsc_hz;
+        let raw_frames = &loaded[0].3[0].1;
+        // Best Mpps per row, in first-seen order: (pair, scenario, rules, flows, mpps).
+        let mut best: Vec<(usize, String, usize, usize, f64)> = Vec::new();
+        let mut keep = |pair: usize, name: &str, rules: usize, flows: usize, mpps: f64| match best
+            .iter_mut()
+            .find(|(p, n, r, f, _)| *p == pair && n == name && *r == rules && *f == flows)
+        {
+            Some(b) => b.4 = b.4.max(mpps),
+            None => best.push((pair, name.into(), rules, flows, mpps)),
+        };
+        let fresh = || Arc::new(AtomicBool::new(false));
+        for _ in 0..rounds {
+            for pair in 0..dpdk.pairs.len() {
+                let (_, mpps, lost) = dpdk.measure(pair, ForwardAll, fresh(), budget);
+                assert_eq!(lost, 0);
+                keep(pair, "raw forward (ForwardAll)", 0, 0, mpps);
+                let src = Source {
+                    frames: raw_frames,
+                    next: 0,
+                    inner: ForwardAll,
+                    stop_at_wrap: None,
+                };
+                let (_, mpps, lost) = dpdk.measure(pair, src, fresh(), budget);
+                assert_eq!(lost, 0);
+                keep(
+                    pair,
+                    "raw forward behind the source",
+                    0,
+                    raw_frames.len(),
+                    mpps,
+                );
+                for (nrules, _, table, frames) in &loaded {
+                    for (n, fr) in &frames[..frames.len() - 1] {
+                        let mut fw = firewall(table, n * 2, tsc_hz);
+                        warm_up(&mut fw, fr, rampart_dpdk::rdtsc());
+                        let src = Source {
+                            frames: fr,
+                            next: 0,
+                            inner: fw,
+                            stop_at_wrap: None,
+                        };
+                        let (src, mpps, lost) = dpdk.measure(pair, src, fresh(), budget);
+                        let c = src.inner.counters().snapshot();
+                        assert!(lost == 0 && c.new_flows as usize == *n, "{lost} {c:?}");
+                        keep(pair, "firewall, established", *nrules, *n, mpps);
+                    }
+                    let (n, fr) = frames.last().expect("new-flow frames");
+                    let fw = firewall(table, n * 2, tsc_hz);
+                    let stop = fresh();
+                    let src = Source {
+                        frames: fr,
+                        next: 0,
+                        inner: fw,
+                        stop_at_wrap: Some(stop.clone()),
+                    };
+                    // One pass over the new-flow frames (or the budget, if that ends first).
+                    let (src, mpps, lost) = dpdk.measure(pair, src, stop, budget * 4);
+                    let c = src.inner.counters().snapshot();
+                    assert!(lost == 0 && c.new_flows > 0, "{lost} {c:?}");
+                    keep(pair, "firewall, 100% new flows", *nrules, *n, mpps);
+                }
+            }
+        }
+        for (pair, name, rules, flows, mpps) in &best {
+            let raw = best
+                .iter()
+                .find(|b| b.0 == *pair && b.2 == 0 && b.3 == 0)
+                .map_or(f64::NAN, |b| b.4);
+            rows.push(Row {
+                part: dpdk.pairs[*pair].0,
+                scenario: name.clone(),
+                rules: *rules,
+                flows: *flows,
+                mpps: *mpps,
+                reference: (*flows > 0).then_some(("raw forward", raw)),
+            });
+        }
+    }
+
+    // Part 2: `decide` alone, and the swap scenario.
+    if !has("--no-decide") {
+        let tsc_hz = 1_000_000_000;
+        for (nrules, policy, table, frames) in &loaded {
+            for (n, fr) in &frames[..frames.len() - 1] {
+                if !want("established") && !want("swaps") {
+                    continue;
+                }
+                let mut fw = firewall(table, n * 2, tsc_hz);
+                warm_up(&mut fw, fr, 1);
+                let mut now = 1_000;
+                let mut est = 0f64;
+                for _ in 0..rounds {
+                    est = est.max(run_decide(&mut fw, fr, budget, &mut now));
+                }
+                let c = fw.counters().snapshot();
+                assert!(c.established > 0 && c.new_flows as usize == *n, "{c:?}");
+                if *n == sizes[0] && want("swaps") {
+                    let mut other = policy.clone();
+                    other.generation = 2;
+                    let next = Arc::new(Ruleset::compile(&other).expect("compile"));
+                    let first = table.current();
+                    let stop = Arc::new(AtomicBool::new(false));
+                    let swaps = {
+                        let (table, stop) = (table.clone(), stop.clone());
+                        std::thread::spawn(move || {
+                            let mut k = 0u64;
+                            while !stop.load(Ordering::Relaxed) {
+                                let rs = if k % 2 == 0 {
+                                    next.clone()
+                                } else {
+                                    first.clone()
+                                };
+                                drop(table.publish(rs));
+                                let _ = table.wait_quiescent(Duration::from_secs(1));
+                                k += 1;
+                                std::thread::sleep(Duration::from_millis(1));
+                            }
+                            k
+                        })
+                    };
+                    let during = run_decide(&mut fw, fr, budget, &mut now);
+                    stop.store(true, Ordering::Relaxed);
+                    let published = swaps.join().unwrap();
+                    assert!(published > 0);
+                    let c = fw.counters().snapshot();
+                    assert!(c.revalidated > 0 && c.cut == 0, "{c:?}");
+                    rows.push(Row {
+                        part: "decide",
+                        scenario: format!("established, {published} swaps (1/ms)"),
+                        rules: *nrules,
+                        flows: *n,
+                        mpps: during,
+                        reference: Some(("without swaps", est)),
+                    });
+                }
+                if want("established") {
+                    rows.push(Row {
+                        part: "decide",
+                        scenario: "established".into(),
+                        rules: *nrules,
+                        flows: *n,
+                        mpps: est,
+                        reference: None,
+                    });
+                }
+            }
+            if want("new") {
+                let (n, fr) = frames.last().expect("new-flow frames");
+                let mut mpps = 0f64;
+                for _ in 0..rounds {
+                    mpps = mpps.max(run_new_decide(table, fr, budget, tsc_hz));
+                }
+                rows.push(Row {
+                    part: "decide",
+                    scenario: "100% new flows".into(),
+                    rules: *nrules,
+                    flows: *n,
+                    mpps,
+                    reference: None,
+                });
+            }
+        }
+    }
+
     if json {
         for r in &rows {
             println!(
-                "{{\"scenario\":\"{}\",\"rules\":{},\"flows\":{},\"mpps\":{:.3},\"reference_mpps\":{}}}",
+                "{{\"part\":\"{}\",\"scenario\":\"{}\",\"rules\":{},\"flows\":{},\"mpps\":{:.3},\"reference\":{},\"reference_mpps\":{}}}",
+                r.part,
                 r.scenario,
                 r.rules,
                 r.flows,
                 r.mpps,
-                r.reference.map_or("null".into(), |v| format!("{v:.3}"))
+                r.reference.map_or("null".into(), |(n, _)| format!("\"{n}\"")),
+                r.reference.map_or("null".into(), |(_, v)| format!("{v:.3}"))
             );
         }
         return;
     }
-    println!(
-        "| scenario | rules | flows | Mpps (one core) | ns/packet | vs the same without swaps |"
-    );
-    println!("|---|---|---|---|---|---|");
+    println!("| part | scenario | rules | flows | Mpps (one core) | ns/packet | ratio |");
+    println!("|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {} | {} | {:.2} | {:.0} | {} |",
+            "| {} | {} | {} | {} | {:.2} | {:.0} | {} |",
+            r.part,
             r.scenario,
-            r.rules,
-            r.flows,
+            if r.rules == 0 {
+                "-".into()
+            } else {
+                r.rules.to_string()
+            },
+            if r.flows == 0 {
+                "-".into()
+            } else {
+                r.flows.to_string()
+            },
             r.mpps,
             1e3 / r.mpps,
-            r.reference
-                .map_or("".into(), |v| format!("{:.0}%", 100.0 * r.mpps / v))
+            r.reference.map_or("".into(), |(name, v)| format!(
+                "{:.0}% of {name}",
+                100.0 * r.mpps / v
+            ))
         );
     }
 }

@@ -125,6 +125,13 @@ impl<S: BurstStage> Worker<S> {
 
     /// Poll until the stop flag is set. Returns the stage (for final state or statistics).
     pub fn run(mut self) -> S {
+        self.poll_until_stopped();
+        self.stage
+    }
+
+    /// Poll until the stop flag is set, keeping the worker (benchmarks run several stages
+    /// over the same queues, see [`Self::into_parts`]).
+    pub fn poll_until_stopped(&mut self) {
         while !self.stop.load(Ordering::Relaxed) {
             let got = self.poll_once();
             if got == 0 {
@@ -133,7 +140,11 @@ impl<S: BurstStage> Worker<S> {
                 self.idle_run = 0;
             }
         }
-        self.stage
+    }
+
+    /// The queues and the stage back (mbufs still in the worker's scratch bursts are freed).
+    pub fn into_parts(self) -> (WorkerQueues, S) {
+        (self.queues, self.stage)
     }
 
     #[inline]
