@@ -36,6 +36,20 @@ impl Direction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct RuleId(pub u32);
 
+/// Why a flow may exist and how it is tracked: stamped on it by
+/// [`crate::FlowTable::insert_admitted`] and [`crate::FlowTable::readmit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Admission {
+    /// The admitting rule.
+    pub rule: RuleId,
+    /// The ruleset generation it was admitted under.
+    pub generation: u64,
+    /// Check TCP segments against the advertised windows (the rule's TCP strictness; see
+    /// [`crate::state`]). Window edges are learned either way, so a flow re-admitted as strict
+    /// is checked from its next segment on.
+    pub strict_tcp: bool,
+}
+
 pub(crate) mod flag {
     /// The originator is the canonical key's destination side.
     pub const ORIG_SWAPPED: u8 = 1 << 0;
@@ -51,6 +65,8 @@ pub(crate) mod flag {
     pub const EDGE_REPLY: u8 = 1 << 5;
     /// Created mid-stream in loose mode.
     pub const PICKED_UP: u8 = 1 << 6;
+    /// TCP sequence/window checks apply to this flow (the admitting rule asked for them).
+    pub const STRICT: u8 = 1 << 7;
 }
 
 /// The hot part of a flow: everything a lookup and a state update touch, in exactly one
@@ -170,6 +186,11 @@ impl Flow<'_> {
     /// Created mid-stream in loose mode.
     pub fn is_picked_up(&self) -> bool {
         self.rec.flags & flag::PICKED_UP != 0
+    }
+
+    /// TCP sequence/window checks apply to this flow.
+    pub fn is_strict_tcp(&self) -> bool {
+        self.rec.flags & flag::STRICT != 0
     }
 
     /// Last activity in nanoseconds, at the table's 2^20 ns resolution, reconstructed

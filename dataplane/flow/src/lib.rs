@@ -10,7 +10,8 @@
 //!    [`FlowTable::track`] with [`PacketInfo::from_parsed`] → [`TrackVerdict`].
 //! 3. Miss: ICMP errors go to [`FlowTable::lookup_related`] with
 //!    `Parsed::icmp_inner`; other packets that [`FlowTable::can_open`] are classified, and
-//!    an allowed one is [`FlowTable::insert`]ed (rule id + generation) and then tracked.
+//!    an allowed one is [`FlowTable::insert_admitted`] (rule id + generation + the rule's TCP
+//!    strictness) and then tracked.
 //! 4. Once per loop: [`FlowTable::expire_burst`] with a small budget.
 //!
 //! With `FragmentPolicy::Deliver` in the parser, [`FragmentCache`] lets later fragments
@@ -29,7 +30,7 @@ pub mod state;
 pub mod table;
 
 pub use config::{FlowConfig, FlowConfigError, Timeouts, MAX_CAPACITY};
-pub use flow::{Direction, Flow, RuleId};
+pub use flow::{Admission, Direction, Flow, RuleId};
 pub use frag::{FragStats, FragVerdict, FragmentCache};
 pub use packet::PacketInfo;
 pub use state::{FlowState, TrackError, TrackVerdict};

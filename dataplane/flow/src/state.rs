@@ -11,11 +11,13 @@
 //! flow that becomes assured once the other side answers.
 //!
 //! # Strict mode
-//! With `strict_tcp`, each direction's right window edge is learned from the other side's
-//! ACK + window (scaled when both SYNs carried the option, RFC 7323). A segment (RST
-//! included) whose end lies beyond the receiver's advertised right edge, or whose start
-//! lies more than two maximum windows below it, is `OutOfWindow`. This blocks blind
-//! injection and stale segments without the full Rooij tracking of ACK ranges.
+//! Strictness is per flow: the rule that admitted it decides ([`crate::Admission`]), and
+//! `FlowConfig::strict_tcp` is the default for flows inserted without one. Each direction's
+//! right window edge is learned from the other side's ACK + window (scaled when both SYNs
+//! carried the option, RFC 7323) on every flow. On a strict flow, a segment (RST included)
+//! whose end lies beyond the receiver's advertised right edge, or whose start lies more than
+//! two maximum windows below it, is `OutOfWindow`. This blocks blind injection and stale
+//! segments without the full Rooij tracking of ACK ranges.
 //!
 //! # UDP, ICMP, others
 //! UDP: `UdpUnreplied` until a reply, then `UdpReplied` (assured, longer stream timeout).
@@ -143,11 +145,10 @@ pub enum TrackVerdict {
     Drop(TrackError),
 }
 
-/// The modes the state machine runs in.
+/// The table-wide modes the state machine runs in (strictness is per flow).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Modes {
     pub loose: bool,
-    pub strict: bool,
 }
 
 const NO_SCALE: u8 = 0xf;
@@ -250,7 +251,7 @@ fn tcp(f: &mut Record, d: Direction, p: &crate::PacketInfo, m: Modes) -> Result<
         return Err(TrackError::BadFlags);
     }
     let orig = d == Direction::Original;
-    if m.strict && !syn && !matches!(f.state, New | TcpSynSent) {
+    if f.flags & flag::STRICT != 0 && !syn && !matches!(f.state, New | TcpSynSent) {
         check_window(f, d, p)?;
     }
     let next = match f.state {

@@ -30,7 +30,7 @@
 use rampart_wire::FlowKey;
 
 use crate::config::{FlowConfig, FlowConfigError, Timeouts, MAX_CAPACITY};
-use crate::flow::{flag, Counters, Direction, Flow, Record, RuleId};
+use crate::flow::{flag, Admission, Counters, Direction, Flow, Record, RuleId};
 use crate::state::{self, FlowState, Modes, TrackError, TrackVerdict};
 use crate::PacketInfo;
 
@@ -147,6 +147,8 @@ pub struct FlowTable {
     sweep: u32,
     timeout: [u32; FlowState::COUNT],
     modes: Modes,
+    /// Strictness of flows inserted without an [`Admission`] (`FlowConfig::strict_tcp`).
+    default_strict: bool,
     seed: u64,
     stats: FlowStats,
     scratch: Box<Scratch>,
@@ -187,8 +189,8 @@ impl FlowTable {
             timeout,
             modes: Modes {
                 loose: cfg.loose_tcp_pickup,
-                strict: cfg.strict_tcp,
             },
+            default_strict: cfg.strict_tcp,
             seed: cfg.hash_seed,
             stats: FlowStats {
                 capacity: cap,
@@ -479,15 +481,32 @@ impl FlowTable {
         }
     }
 
-    /// Creates a flow for an allowed first packet, remembering the rule and ruleset
-    /// generation that admitted it, then the caller tracks the packet with [`Self::track`].
-    /// If the flow already exists (two first packets in one burst) the existing one is
-    /// returned. When the table is full, see the module docs for the eviction policy.
+    /// [`Self::insert_admitted`] with the table's default TCP strictness
+    /// (`FlowConfig::strict_tcp`).
     pub fn insert(
         &mut self,
         key: &FlowKey,
         rule: RuleId,
         generation: u64,
+        now_ns: u64,
+    ) -> Result<Hit, InsertError> {
+        let adm = Admission {
+            rule,
+            generation,
+            strict_tcp: self.default_strict,
+        };
+        self.insert_admitted(key, &adm, now_ns)
+    }
+
+    /// Creates a flow for an allowed first packet, remembering the rule and ruleset
+    /// generation that admitted it and whether its TCP segments are window-checked; then the
+    /// caller tracks the packet with [`Self::track`].
+    /// If the flow already exists (two first packets in one burst) the existing one is
+    /// returned unchanged. When the table is full, see the module docs for the eviction policy.
+    pub fn insert_admitted(
+        &mut self,
+        key: &FlowKey,
+        adm: &Admission,
         now_ns: u64,
     ) -> Result<Hit, InsertError> {
         let (ck, order) = key.canonical();
@@ -512,9 +531,10 @@ impl FlowTable {
         *f = Record::FREE;
         f.key = ck;
         f.state = FlowState::New;
-        f.flags = if swapped { flag::ORIG_SWAPPED } else { 0 };
-        f.rule = rule.0;
-        f.generation = generation as u32;
+        f.flags = if swapped { flag::ORIG_SWAPPED } else { 0 }
+            | if adm.strict_tcp { flag::STRICT } else { 0 };
+        f.rule = adm.rule.0;
+        f.generation = adm.generation as u32;
         f.last_seen = now_t;
         self.counters[i as usize] = Counters::default();
         let (b, dist) = pos;
@@ -690,12 +710,25 @@ impl FlowTable {
         })
     }
 
-    /// Re-stamps a flow after revalidation against a new ruleset generation.
+    /// Re-stamps a flow after revalidation against a new ruleset generation (its TCP
+    /// strictness stays as it was).
     pub fn set_admission(&mut self, handle: FlowHandle, rule: RuleId, generation: u64) {
         if let Some(f) = self.flows.get_mut(handle.0 as usize) {
             if f.state != FlowState::Free {
                 f.rule = rule.0;
                 f.generation = generation as u32;
+            }
+        }
+    }
+
+    /// Re-stamps a flow after revalidation: rule, generation and TCP strictness of the rule
+    /// that now admits it.
+    pub fn readmit(&mut self, handle: FlowHandle, adm: &Admission) {
+        if let Some(f) = self.flows.get_mut(handle.0 as usize) {
+            if f.state != FlowState::Free {
+                f.rule = adm.rule.0;
+                f.generation = adm.generation as u32;
+                f.flags = (f.flags & !flag::STRICT) | if adm.strict_tcp { flag::STRICT } else { 0 };
             }
         }
     }

@@ -491,3 +491,86 @@ fn clear_empties_everything() {
         establish(&mut t, &key(i), 0);
     }
 }
+
+/// Strictness is per flow: in one table (default liberal), a flow admitted as strict refuses a
+/// segment beyond the peer's window while a liberal one takes the same segment; re-admitting
+/// flips it, and the table default still applies to plain `insert`.
+#[test]
+fn strictness_follows_the_admitting_rule_per_flow() {
+    let mut t = table(16);
+    let adm = |rule, strict_tcp| Admission {
+        rule: RuleId(rule),
+        generation: 1,
+        strict_tcp,
+    };
+    // The reply side advertises 1000 bytes from 1001 in its SYN-ACK.
+    let open = |t: &mut FlowTable, k: &FlowKey, a: &Admission| {
+        let h = t.insert_admitted(k, a, 0).unwrap().handle;
+        assert_eq!(
+            t.track(h, Direction::Original, &tcp(tf::SYN, 1000, 0, 0), 0),
+            TrackVerdict::Accept
+        );
+        let synack = PacketInfo {
+            window: 1000,
+            ..tcp(tf::SYN | tf::ACK, 9000, 1001, 0)
+        };
+        assert_eq!(
+            t.track(h, Direction::Reply, &synack, 0),
+            TrackVerdict::Accept
+        );
+        assert_eq!(
+            t.track(h, Direction::Original, &tcp(tf::ACK, 1001, 9001, 0), 0),
+            TrackVerdict::Accept
+        );
+        h
+    };
+    let beyond = tcp(tf::ACK, 1500, 9001, 1000); // ends at 2500 > 2001
+    let strict = open(&mut t, &key(1), &adm(1, true));
+    let liberal = open(&mut t, &key(2), &adm(2, false));
+    assert!(t.flow(strict).unwrap().is_strict_tcp());
+    assert!(!t.flow(liberal).unwrap().is_strict_tcp());
+    assert_eq!(
+        t.track(strict, Direction::Original, &beyond, 0),
+        TrackVerdict::Drop(TrackError::OutOfWindow)
+    );
+    assert_eq!(
+        t.track(liberal, Direction::Original, &beyond, 0),
+        TrackVerdict::Accept
+    );
+    // Re-admitted as strict (e.g. the rule changed on a policy update): the liberal flow
+    // learned its window edges all along, so it is checked from the next segment on.
+    t.readmit(liberal, &adm(3, true));
+    let f = t.flow(liberal).unwrap();
+    assert!(f.is_strict_tcp() && f.rule() == RuleId(3));
+    assert_eq!(
+        t.track(
+            liberal,
+            Direction::Original,
+            &tcp(tf::ACK, 9000, 9001, 10),
+            0
+        ),
+        TrackVerdict::Drop(TrackError::OutOfWindow)
+    );
+    // And back: the strict flow re-admitted as liberal takes the out-of-window segment.
+    t.readmit(strict, &adm(4, false));
+    assert_eq!(
+        t.track(strict, Direction::Original, &beyond, 0),
+        TrackVerdict::Accept
+    );
+    // set_admission keeps strictness; plain insert uses the table default (liberal here).
+    t.set_admission(liberal, RuleId(5), 2);
+    assert!(t.flow(liberal).unwrap().is_strict_tcp());
+    let h = t.insert(&key(3), RuleId(6), 1, 0).unwrap().handle;
+    assert!(!t.flow(h).unwrap().is_strict_tcp());
+    let mut strict_default = FlowTable::new(&FlowConfig {
+        capacity: 16,
+        strict_tcp: true,
+        ..FlowConfig::default()
+    })
+    .unwrap();
+    let h = strict_default
+        .insert(&key(3), RuleId(6), 1, 0)
+        .unwrap()
+        .handle;
+    assert!(strict_default.flow(h).unwrap().is_strict_tcp());
+}

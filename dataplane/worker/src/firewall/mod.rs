@@ -31,9 +31,13 @@ pub use log::{log_queue, LogQueue, RuleLog};
 use crate::stage::{BurstCtx, BurstStage, DropReason, Verdict};
 use crate::MAX_PORTS;
 use log::RateLimit;
-use rampart_classify::{Action, Family, Match, PacketDirection, PacketFields, TableReader};
+use rampart_classify::{
+    Action, Family, Match, PacketDirection, PacketFields, Ruleset, TableReader, TcpStrictness,
+};
 use rampart_dpdk::MbufBurst;
-use rampart_flow::{FlowConfig, FlowConfigError, FlowTable, Hit, PacketInfo, RuleId, TrackVerdict};
+use rampart_flow::{
+    Admission, FlowConfig, FlowConfigError, FlowTable, Hit, PacketInfo, RuleId, TrackVerdict,
+};
 use rampart_wire::{
     build_icmp_unreachable, build_tcp_rst, parse_into, proto, FlowKey, Fragment, FrameKind,
     ParseConfig, Parsed,
@@ -126,6 +130,8 @@ struct Scratch {
     key_pkt: [u8; STAGE_BURST],
     hits: [Option<Hit>; STAGE_BURST],
     pending: [Pending; STAGE_BURST],
+    /// Tracking facts of each pending packet (computed once, in stage 2).
+    info: [PacketInfo; STAGE_BURST],
     fields: [PacketFields; STAGE_BURST],
     matches: [Match; STAGE_BURST],
     reply: [[u8; REPLY_MAX]; STAGE_BURST],
@@ -174,6 +180,7 @@ impl Firewall {
                 key_pkt: [0; STAGE_BURST],
                 hits: [None; STAGE_BURST],
                 pending: [Pending { pkt: 0, hit: None }; STAGE_BURST],
+                info: [PacketInfo::default(); STAGE_BURST],
                 fields: [PacketFields::default(); STAGE_BURST],
                 matches: [Match::default(); STAGE_BURST],
                 reply: [[0; REPLY_MAX]; STAGE_BURST],
@@ -247,9 +254,10 @@ impl Firewall {
             m += 1;
         }
 
-        // 2. Track.
+        // 2. Track. Hits are counted per burst (one counter write instead of one per packet).
         table.lookup_burst(&s.keys[..m], now_ns, &mut s.hits[..m]);
         let mut q = 0;
+        let mut established = 0u64;
         for j in 0..m {
             let i = usize::from(s.key_pkt[j]);
             let p = &s.parsed[i];
@@ -263,6 +271,7 @@ impl Firewall {
                         pkt: i as u8,
                         hit: Some(hit),
                     };
+                    s.info[q] = info;
                     // The flow is re-checked as the packet that opened it, whichever way
                     // this one travels: a reply must not be judged as a new connection.
                     let f = fields_of(p, direction);
@@ -274,9 +283,7 @@ impl Firewall {
                     continue;
                 }
                 verdicts[i] = track(table, c, hit, &info, now_ns);
-                if verdicts[i] == Verdict::Forward {
-                    c.established.add(1);
-                }
+                established += u64::from(verdicts[i] == Verdict::Forward);
                 continue;
             }
             if let Some(inner) = p.icmp_inner {
@@ -294,8 +301,12 @@ impl Firewall {
                 pkt: i as u8,
                 hit: None,
             };
+            s.info[q] = info;
             s.fields[q] = fields_of(p, direction);
             q += 1;
+        }
+        if established != 0 {
+            c.established.add(established);
         }
         if q == 0 {
             return;
@@ -338,14 +349,18 @@ impl Firewall {
             }
             match mt.action {
                 Action::Allow => {
-                    let info = PacketInfo::from_parsed(p);
+                    let adm = Admission {
+                        rule,
+                        generation,
+                        strict_tcp: strict_tcp(rs, &mt, settings.flow.strict_tcp),
+                    };
                     let flow = match hit {
                         Some(h) => {
-                            table.set_admission(h.handle, rule, generation);
+                            table.readmit(h.handle, &adm);
                             c.revalidated.add(1);
                             h
                         }
-                        None => match table.insert(&p.key, rule, generation, now_ns) {
+                        None => match table.insert_admitted(&p.key, &adm, now_ns) {
                             Ok(h) => {
                                 c.new_flows.add(1);
                                 h
@@ -357,7 +372,7 @@ impl Firewall {
                             }
                         },
                     };
-                    verdicts[i] = track(table, c, flow, &info, now_ns);
+                    verdicts[i] = track(table, c, flow, &s.info[k], now_ns);
                 }
                 Action::Drop | Action::Reject => {
                     if let Some(h) = hit {
@@ -415,6 +430,16 @@ fn track(
             c.track[e.index()].add(1);
             Verdict::Drop(DropReason::Conntrack)
         }
+    }
+}
+
+/// Whether flows admitted by `mt` get TCP sequence/window checks: the matching rule's `tcp`
+/// setting; flows admitted by the default action (no rule) follow `firewall.strict_tcp`.
+#[inline]
+fn strict_tcp(rs: &Ruleset, mt: &Match, default: bool) -> bool {
+    match mt.rule {
+        Some(index) => rs.rule(index).tcp == TcpStrictness::Strict,
+        None => default,
     }
 }
 

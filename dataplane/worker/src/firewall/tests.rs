@@ -44,7 +44,7 @@ fn policy(g: u64, deny_web: bool) -> Arc<Ruleset> {
 
 /// An untagged IPv4 frame carrying `l4`.
 fn frame(src: Ipv4Addr, dst: Ipv4Addr, l4: &L4Repr<'_>) -> Vec<u8> {
-    let mut buf = vec![0u8; 256];
+    let mut buf = vec![0u8; 2048];
     let eth = EthernetRepr {
         src: [2, 0, 0, 0, 0, 1],
         dst: [2, 0, 0, 0, 0, 2],
@@ -475,4 +475,140 @@ fn an_unanswered_question_times_out_and_a_late_answer_is_not_mistaken() {
         std::thread::yield_now();
     }
     assert_eq!(asker.join().unwrap().unwrap().len(), 1);
+}
+
+/// Rig with rule 20 (TCP/8080, strict) and rule 21 (TCP/8081, liberal); the global setting
+/// is `strict_tcp` for flows of the default action.
+fn strictness_rig(global_strict: bool) -> Rig {
+    let handle = TableHandle::new(ruleset(
+        r#"{ "generation": 1, "default_action": "allow",
+             "rules": [
+               { "id": 20, "protocol": "tcp", "destination": { "ports": [8080] },
+                 "action": "allow", "tcp": "strict" },
+               { "id": 21, "protocol": "tcp", "destination": { "ports": [8081] },
+                 "action": "allow", "tcp": "liberal" }
+             ] }"#,
+    ));
+    let mut settings = FirewallSettings::paired(HZ);
+    settings.flow.capacity = 1024;
+    settings.flow.strict_tcp = global_strict;
+    let fw = Firewall::new(settings, handle.register_reader(), None).unwrap();
+    Rig {
+        handle,
+        fw,
+        log: log_queue(1),
+        now: 1_000,
+    }
+}
+
+/// A TCP segment with `len` bytes of payload and the given window.
+#[allow(clippy::too_many_arguments)]
+fn segment(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    fl: u8,
+    seq: u32,
+    ack: u32,
+    window: u16,
+    len: usize,
+) -> Vec<u8> {
+    let payload = vec![0u8; len];
+    frame(
+        src,
+        dst,
+        &L4Repr::Tcp(TcpRepr {
+            src_port: sport,
+            dst_port: dport,
+            seq,
+            ack,
+            flags: fl,
+            window,
+            window_scale: None,
+            payload: &payload,
+        }),
+    )
+}
+
+/// Handshake to SERVER:`dport` in which the server advertises a 1000-byte window; a client
+/// segment filling that window is forwarded; returns the verdict for the next 200 bytes,
+/// which lie past the server's right window edge (101 + 1000).
+fn past_the_window(r: &mut Rig, sport: u16, dport: u16) -> Verdict {
+    let c2s = |fl, seq, ack, len| segment(CLIENT, SERVER, sport, dport, fl, seq, ack, 65535, len);
+    assert_eq!(r.one(INSIDE, c2s(flags::SYN, 100, 0, 0)), Verdict::Forward);
+    let synack = segment(
+        SERVER,
+        CLIENT,
+        dport,
+        sport,
+        flags::SYN | flags::ACK,
+        500,
+        101,
+        1000,
+        0,
+    );
+    assert_eq!(r.one(OUTSIDE, synack), Verdict::Forward);
+    assert_eq!(
+        r.one(INSIDE, c2s(flags::ACK, 101, 501, 0)),
+        Verdict::Forward
+    );
+    assert_eq!(
+        r.one(INSIDE, c2s(flags::ACK, 101, 501, 1000)),
+        Verdict::Forward,
+        "exactly the advertised window fits"
+    );
+    r.one(INSIDE, c2s(flags::ACK, 1101, 501, 200))
+}
+
+#[test]
+fn tcp_strictness_follows_the_rule_that_admitted_the_flow() {
+    let mut r = strictness_rig(false);
+    // Rule 20 says strict: the segment past the window is dropped by the tracker.
+    assert_eq!(
+        past_the_window(&mut r, 42000, 8080),
+        Verdict::Drop(DropReason::Conntrack)
+    );
+    assert_eq!(r.c().track[TrackError::OutOfWindow.index()], 1);
+    // Rule 21 says liberal: the same segment on its flow passes.
+    assert_eq!(past_the_window(&mut r, 42001, 8081), Verdict::Forward);
+    // The default action (no rule) follows the global setting: liberal here...
+    assert_eq!(past_the_window(&mut r, 42002, 9000), Verdict::Forward);
+    assert_eq!(r.c().track[TrackError::OutOfWindow.index()], 1);
+    let strict_of = |r: &Rig, port: u16| {
+        r.fw.flows()
+            .iter()
+            .find(|(_, f)| f.key().dst_port == port)
+            .map(|(_, f)| (f.rule(), f.is_strict_tcp()))
+    };
+    assert_eq!(strict_of(&r, 8080), Some((RuleId(20), true)));
+    assert_eq!(strict_of(&r, 8081), Some((RuleId(21), false)));
+    assert_eq!(strict_of(&r, 9000), Some((DEFAULT_RULE, false)));
+    // ...and strict when `firewall.strict_tcp` is on; a liberal rule still overrides it.
+    let mut r = strictness_rig(true);
+    assert_eq!(
+        past_the_window(&mut r, 42003, 9000),
+        Verdict::Drop(DropReason::Conntrack)
+    );
+    assert_eq!(past_the_window(&mut r, 42004, 8081), Verdict::Forward);
+}
+
+#[test]
+fn a_revalidated_flow_takes_the_strictness_of_its_new_rule() {
+    let mut r = strictness_rig(false);
+    let c2s = |fl, seq, ack, len| segment(CLIENT, SERVER, 42010, 8081, fl, seq, ack, 65535, len);
+    assert_eq!(past_the_window(&mut r, 42010, 8081), Verdict::Forward);
+    // Generation 2 makes TCP/8081 strict: the next segment past the window is refused.
+    r.handle.publish(ruleset(
+        r#"{ "generation": 2, "default_action": "allow",
+             "rules": [ { "id": 21, "protocol": "tcp", "destination": { "ports": [8081] },
+                          "action": "allow", "tcp": "strict" } ] }"#,
+    ));
+    assert_eq!(
+        r.one(INSIDE, c2s(flags::ACK, 1301, 501, 600)),
+        Verdict::Drop(DropReason::Conntrack)
+    );
+    assert_eq!(r.c().revalidated, 1);
+    let (_, f) = r.fw.flows().iter().next().unwrap();
+    assert!(f.is_strict_tcp() && f.admitted_under(2));
 }
