@@ -11,6 +11,7 @@
 mod eal;
 mod errno;
 mod mbuf;
+mod memory;
 mod mempool;
 mod port;
 mod time;
@@ -18,6 +19,7 @@ mod time;
 pub use eal::{Eal, EalError, LaunchError, LcoreId};
 pub use errno::{rte_errno, strerror};
 pub use mbuf::{Mbuf, MbufBurst};
+pub use memory::advise_hugepages;
 pub use mempool::{Mempool, MempoolConfig, MempoolError};
 pub use port::{
     DevInfo, Port, PortConfig, PortError, PortId, PortStats, QueueId, RxQueue, TxQueue,

@@ -34,4 +34,7 @@ pub use flow::{Admission, Direction, Flow, RuleId};
 pub use frag::{FragStats, FragVerdict, FragmentCache};
 pub use packet::PacketInfo;
 pub use state::{FlowState, TrackError, TrackVerdict};
-pub use table::{FlowHandle, FlowStats, FlowTable, Hit, InsertError, BURST_MAX, TICK_SHIFT};
+pub use table::{
+    FlowHandle, FlowStats, FlowTable, Hit, InsertError, MemoryAdvice, PreparedKey, BURST_MAX,
+    TICK_SHIFT,
+};

@@ -34,9 +34,12 @@ impl PacketInfo {
     #[inline]
     pub fn from_parsed(p: &Parsed) -> Self {
         let v6 = p.key.proto == proto::ICMPV6;
-        let icmp = p.key.proto == proto::ICMP || v6;
-        let has_id = icmp && p.icmp.echo_id.is_some();
-        let req = has_id && icmp::is_request(v6, p.icmp.msg_type);
+        let (req, has_id) = if p.key.proto == proto::ICMP || v6 {
+            let has_id = p.icmp.echo_id.is_some();
+            (has_id && icmp::is_request(v6, p.icmp.msg_type), has_id)
+        } else {
+            (false, false)
+        };
         PacketInfo {
             proto: p.key.proto,
             tcp_flags: p.tcp.flags,

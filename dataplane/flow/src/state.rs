@@ -164,6 +164,7 @@ fn set_wscale(f: &mut Record, d: Direction, v: Option<u8>) {
 }
 
 /// The scale applying to windows sent by `d` (0 unless both sides offered the option).
+#[inline(always)]
 fn scale(f: &Record, d: Direction) -> u8 {
     let (a, b) = (
         wscale_of(f, Direction::Original),
@@ -190,7 +191,13 @@ fn fin_flag(d: Direction) -> u8 {
     }
 }
 
-/// Applies one packet to the flow's state. On error nothing is changed.
+/// Applies one packet to the flow's state. On error nothing is changed (the table updates
+/// records in place and relies on it: every `Err` below returns before the first write).
+///
+/// The two cases almost every packet of an established flow hits are decided here, inline in
+/// the caller's loop: a plain ACK (no SYN/FIN/RST) on an established TCP connection, and
+/// UDP. Everything else goes to the full state machine out of line.
+#[inline(always)]
 pub(crate) fn advance(
     f: &mut Record,
     d: Direction,
@@ -198,7 +205,20 @@ pub(crate) fn advance(
     m: Modes,
 ) -> Result<(), TrackError> {
     match f.key.proto {
-        proto::TCP => tcp(f, d, p, m),
+        proto::TCP
+            if f.state == FlowState::TcpEstablished
+                && p.tcp_flags & (tf::SYN | tf::ACK | tf::FIN | tf::RST) == tf::ACK =>
+        {
+            // Exactly what `tcp` does for such a segment, with its branches decided.
+            if f.flags & flag::STRICT != 0 {
+                check_window(f, d, p)?;
+            }
+            if d == Direction::Reply && f.flags & flag::PICKED_UP != 0 {
+                f.flags |= flag::ASSURED;
+            }
+            learn_edge(f, d, p, false);
+            Ok(())
+        }
         proto::UDP => {
             f.state = match (f.state, d) {
                 (FlowState::New, _) => FlowState::UdpUnreplied,
@@ -210,6 +230,20 @@ pub(crate) fn advance(
             };
             Ok(())
         }
+        _ => advance_slow(f, d, p, m),
+    }
+}
+
+/// [`advance`] for everything but its two inline cases.
+#[inline(never)]
+fn advance_slow(
+    f: &mut Record,
+    d: Direction,
+    p: &crate::PacketInfo,
+    m: Modes,
+) -> Result<(), TrackError> {
+    match f.key.proto {
+        proto::TCP => tcp(f, d, p, m),
         proto::ICMP | proto::ICMPV6 if f.state == FlowState::New => {
             if p.icmp_request {
                 f.state = FlowState::IcmpRequest;
@@ -343,20 +377,27 @@ fn tcp(f: &mut Record, d: Direction, p: &crate::PacketInfo, m: Modes) -> Result<
         }
     }
     if ack {
-        // The receiver (d) tells the other side how far it may send.
-        let other = d.flip();
-        let win = u32::from(p.window) << if syn { 0 } else { scale(f, d) };
-        let edge = p.ack.wrapping_add(win);
-        let i = other.index();
-        if f.flags & edge_flag(other) == 0 || (edge.wrapping_sub(f.edge[i]) as i32) > 0 {
-            f.edge[i] = edge;
-            f.flags |= edge_flag(other);
-        }
+        learn_edge(f, d, p, syn);
     }
     f.state = next;
     Ok(())
 }
 
+/// An ACK sent by `d`: the receiver tells the other side how far it may send (SYN windows
+/// are never scaled).
+#[inline(always)]
+fn learn_edge(f: &mut Record, d: Direction, p: &crate::PacketInfo, syn: bool) {
+    let other = d.flip();
+    let win = u32::from(p.window) << if syn { 0 } else { scale(f, d) };
+    let edge = p.ack.wrapping_add(win);
+    let i = other.index();
+    if f.flags & edge_flag(other) == 0 || (edge.wrapping_sub(f.edge[i]) as i32) > 0 {
+        f.edge[i] = edge;
+        f.flags |= edge_flag(other);
+    }
+}
+
+#[inline(always)]
 fn check_window(f: &Record, d: Direction, p: &crate::PacketInfo) -> Result<(), TrackError> {
     if f.flags & edge_flag(d) == 0 {
         return Ok(());

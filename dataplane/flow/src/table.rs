@@ -123,12 +123,44 @@ enum Stage<'a> {
     Hook(&'a dyn Fn(*const u8)),
 }
 
-/// Per-burst scratch, allocated once.
+/// Per-burst scratch, allocated once. `prepared` is an `Option` so a burst can lend it to
+/// the probing stages (which take `&mut self`) without copying it.
 struct Scratch {
-    hash: [u64; BURST_MAX],
-    key: [FlowKey; BURST_MAX],
-    swapped: [bool; BURST_MAX],
+    prepared: Option<Box<[PreparedKey; BURST_MAX]>>,
     cand: [u32; BURST_MAX],
+}
+
+/// A packet key made ready for a lookup by [`FlowTable::prepare`]: canonicalised, hashed (with
+/// the table's seed, so only for the table that prepared it), and its home bucket prefetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PreparedKey {
+    key: FlowKey,
+    hash: u64,
+    swapped: bool,
+}
+
+/// A hook that sees each large region of a new table's memory after it is allocated and
+/// before it is first written, e.g. to ask for huge pages (the worker passes one that calls
+/// `rampart_dpdk::advise_hugepages`: at 1M flows most lookups otherwise miss the TLB). It may
+/// not write the memory.
+pub trait MemoryAdvice {
+    /// `region` is one of the table's arrays (records, counters, index).
+    fn advise<T>(&mut self, region: &mut [core::mem::MaybeUninit<T>]);
+}
+
+/// The advice of [`FlowTable::new`]: none (plain heap pages).
+struct NoAdvice;
+
+impl MemoryAdvice for NoAdvice {
+    fn advise<T>(&mut self, _: &mut [core::mem::MaybeUninit<T>]) {}
+}
+
+/// `n` copies of `v` in a vector whose memory `advice` saw before the first write.
+fn advised_vec<T: Copy>(n: usize, v: T, advice: &mut impl MemoryAdvice) -> Vec<T> {
+    let mut out = Vec::with_capacity(n);
+    advice.advise(&mut out.spare_capacity_mut()[..n]);
+    out.resize(n, v);
+    out
 }
 
 /// One worker's connection-tracking table. See the module docs for layout, expiry and the
@@ -138,7 +170,6 @@ pub struct FlowTable {
     counters: Vec<Counters>,
     buckets: Vec<Bucket>,
     nbuckets: u32,
-    idx_bits: u32,
     idx_mask: u32,
     free_head: u32,
     /// Records never yet used (above this index, all free and not in the list).
@@ -157,21 +188,30 @@ pub struct FlowTable {
 impl FlowTable {
     /// Allocates a table for `cfg.capacity` flows.
     pub fn new(cfg: &FlowConfig) -> Result<Self, FlowConfigError> {
+        Self::new_advised(cfg, &mut NoAdvice)
+    }
+
+    /// [`Self::new`], showing each array to `advice` between allocation and first write.
+    pub fn new_advised(
+        cfg: &FlowConfig,
+        advice: &mut impl MemoryAdvice,
+    ) -> Result<Self, FlowConfigError> {
         if cfg.capacity == 0 || cfg.capacity > MAX_CAPACITY {
             return Err(FlowConfigError::Capacity(cfg.capacity));
         }
         let timeout = timeout_table(&cfg.timeouts)?;
         let cap = cfg.capacity;
         let nbuckets = ((u64::from(cap) * 3 / 2).div_ceil(SLOTS as u64)).max(2) as u32;
-        // cap itself (index + 1) must fit; at most 29 bits, leaving >= 3 signature bits.
+        // cap itself (index + 1) must fit; at most 29 bits, leaving >= 3 signature bits (one
+        // of them always set, see `sig`).
         let idx_bits = 32 - cap.leading_zeros();
         let empty = Bucket {
             slots: [0; SLOTS],
             overflow: 0,
         };
-        let flows = vec![Record::FREE; cap as usize];
-        let counters = vec![Counters::default(); cap as usize];
-        let buckets = vec![empty; nbuckets as usize];
+        let flows = advised_vec(cap as usize, Record::FREE, advice);
+        let counters = advised_vec(cap as usize, Counters::default(), advice);
+        let buckets = advised_vec(nbuckets as usize, empty, advice);
         let memory = (flows.len() * core::mem::size_of::<Record>()
             + counters.len() * core::mem::size_of::<Counters>()
             + buckets.len() * 64) as u64;
@@ -180,7 +220,6 @@ impl FlowTable {
             counters,
             buckets,
             nbuckets,
-            idx_bits,
             idx_mask: (1 << idx_bits) - 1,
             free_head: NONE,
             high_water: 0,
@@ -198,9 +237,7 @@ impl FlowTable {
                 ..FlowStats::default()
             },
             scratch: Box::new(Scratch {
-                hash: [0; BURST_MAX],
-                key: [FlowKey::default(); BURST_MAX],
-                swapped: [false; BURST_MAX],
+                prepared: Some(Box::new([PreparedKey::default(); BURST_MAX])),
                 cand: [NONE; BURST_MAX],
             }),
         })
@@ -252,9 +289,13 @@ impl FlowTable {
         (((h >> 32) * u64::from(self.nbuckets)) >> 32) as u32
     }
 
+    /// The hash signature as stored in a slot's high bits (above `idx_bits`), with the top
+    /// bit always set: an occupied slot therefore never has a zero signature, so a lookup
+    /// compares `slot & !idx_mask == sig` alone, without a separate "occupied" test (empty
+    /// slots are 0). Costs one signature bit; at most 2^28 flows leaves 2 hash bits.
     #[inline]
     fn sig(&self, h: u64) -> u32 {
-        (h as u32) >> self.idx_bits
+        ((h as u32) | 0x8000_0000) & !self.idx_mask
     }
 
     #[inline]
@@ -292,13 +333,15 @@ impl FlowTable {
         None
     }
 
-    /// Bit k set if slot k is occupied with signature `want`. Written without early exit
-    /// so the compiler turns it into a few SIMD compares.
+    /// Bit k set if slot k holds signature `want` (see [`Self::sig`]). One AND and one
+    /// compare per slot with the same operands for every slot, no early exit: the compiler
+    /// turns it into a few SIMD compares.
     #[inline(always)]
     fn matches(&self, b: &Bucket, want: u32) -> u32 {
+        let hi = !self.idx_mask;
         let mut m = 0u32;
         for (k, &s) in b.slots.iter().enumerate() {
-            m |= u32::from(s != 0 && (s >> self.idx_bits) == want) << k;
+            m |= u32::from(s & hi == want) << k;
         }
         m
     }
@@ -373,6 +416,50 @@ impl FlowTable {
         self.lookup_burst_impl(keys, now_ns, out, Stage::None);
     }
 
+    /// Canonicalises and hashes `key` and prefetches its home bucket, so the bucket is on its
+    /// way while the caller does other work (the worker prepares each key as soon as it has
+    /// parsed the packet, so the rest of the burst's parsing hides the memory latency).
+    #[inline]
+    pub fn prepare(&self, key: &FlowKey) -> PreparedKey {
+        self.prepare_with(key, Stage::Prefetch)
+    }
+
+    #[inline(always)]
+    fn prepare_with(&self, key: &FlowKey, pf: Stage<'_>) -> PreparedKey {
+        let (ck, order) = key.canonical();
+        let hash = self.hash(&ck);
+        let b = &self.buckets[self.home(hash) as usize];
+        match pf {
+            Stage::None => {}
+            Stage::Prefetch => prefetch(b),
+            Stage::Hook(f) => f((b as *const Bucket).cast()),
+        }
+        PreparedKey {
+            key: ck,
+            hash,
+            swapped: order == rampart_wire::KeyOrder::Swapped,
+        }
+    }
+
+    /// [`Self::lookup_burst`] over keys already [`Self::prepare`]d: `out[i]` gets the result
+    /// for `keys[i]`; `out` must be at least as long as `keys`.
+    pub fn lookup_prepared_burst(
+        &mut self,
+        keys: &[PreparedKey],
+        now_ns: u64,
+        out: &mut [Option<Hit>],
+    ) {
+        assert!(
+            out.len() >= keys.len(),
+            "lookup_prepared_burst: out shorter than keys"
+        );
+        let now_t = tick(now_ns);
+        for (chunk_no, chunk) in keys.chunks(BURST_MAX).enumerate() {
+            let base = chunk_no * BURST_MAX;
+            self.probe(chunk, now_t, &mut out[base..], Stage::Prefetch);
+        }
+    }
+
     #[inline(always)]
     fn lookup_burst_impl(
         &mut self,
@@ -386,73 +473,63 @@ impl FlowTable {
             "lookup_burst: out shorter than keys"
         );
         let now_t = tick(now_ns);
+        let mut prepared = self.scratch.prepared.take().expect("scratch in place");
         for (chunk_no, chunk) in keys.chunks(BURST_MAX).enumerate() {
             let base = chunk_no * BURST_MAX;
-            let n = chunk.len();
             // Stage 1: canonicalise, hash, prefetch the home bucket.
             for (j, k) in chunk.iter().enumerate() {
-                let (ck, order) = k.canonical();
-                let h = self.hash(&ck);
-                let s = &mut self.scratch;
-                s.key[j] = ck;
-                s.swapped[j] = order == rampart_wire::KeyOrder::Swapped;
-                s.hash[j] = h;
-                let b = &self.buckets[self.home(h) as usize];
+                prepared[j] = self.prepare_with(k, pf);
+            }
+            self.probe(&prepared[..chunk.len()], now_t, &mut out[base..], pf);
+        }
+        self.scratch.prepared = Some(prepared);
+    }
+
+    /// Stages 2 and 3 of a burst lookup (at most `BURST_MAX` keys).
+    #[inline(always)]
+    fn probe(&mut self, keys: &[PreparedKey], now_t: u32, out: &mut [Option<Hit>], pf: Stage<'_>) {
+        let n = keys.len();
+        // Stage 2: first signature match in the home bucket; prefetch that record.
+        for (j, pk) in keys.iter().enumerate() {
+            let h = pk.hash;
+            let bucket = &self.buckets[self.home(h) as usize];
+            let m = self.matches(bucket, self.sig(h));
+            let cand = if m == 0 {
+                NONE
+            } else {
+                (bucket.slots[m.trailing_zeros() as usize] & self.idx_mask) - 1
+            };
+            self.scratch.cand[j] = cand;
+            if cand != NONE {
+                let f = &self.flows[cand as usize];
                 match pf {
                     Stage::None => {}
-                    Stage::Prefetch => prefetch(b),
-                    Stage::Hook(f) => f((b as *const Bucket).cast()),
+                    Stage::Prefetch => {
+                        prefetch(f);
+                        // `track` follows a hit: have its counters line on the way too.
+                        mem_prefetch::prefetch_write_data::<Counters, 3>(
+                            &self.counters[cand as usize],
+                        );
+                    }
+                    Stage::Hook(p) => p((f as *const Record).cast()),
                 }
             }
-            // Stage 2: first signature match in the home bucket; prefetch that record.
-            for j in 0..n {
-                let h = self.scratch.hash[j];
-                let home = self.home(h);
-                let want = self.sig(h);
-                let bucket = &self.buckets[home as usize];
-                let m = self.matches(bucket, want);
-                let cand = if m == 0 {
-                    NONE
-                } else {
-                    (bucket.slots[m.trailing_zeros() as usize] & self.idx_mask) - 1
-                };
-                self.scratch.cand[j] = cand;
-                if cand != NONE {
-                    let f = &self.flows[cand as usize];
-                    match pf {
-                        Stage::None => {}
-                        Stage::Prefetch => {
-                            prefetch(f);
-                            // `track` follows a hit: have its counters line on the way too.
-                            mem_prefetch::prefetch_write_data::<Counters, 3>(
-                                &self.counters[cand as usize],
-                            );
-                        }
-                        Stage::Hook(p) => p((f as *const Record).cast()),
-                    }
-                }
-            }
-            // Stage 3: compare; fall back to the full search on a signature collision or an
-            // overflowed bucket.
-            for j in 0..n {
-                let ck = self.scratch.key[j];
-                let cand = self.scratch.cand[j];
-                let idx = if cand != NONE && self.flows[cand as usize].key == ck {
-                    Some(cand)
-                } else {
-                    let h = self.scratch.hash[j];
-                    let home = self.home(h);
-                    if cand == NONE && self.buckets[home as usize].overflow == 0 {
-                        None
-                    } else {
-                        self.find(&ck, h)
-                    }
-                };
-                out[base + j] = match idx {
-                    Some(i) => self.hit_or_expire(i, self.scratch.swapped[j], now_t),
-                    None => None,
-                };
-            }
+        }
+        // Stage 3: compare; fall back to the full search on a signature collision or an
+        // overflowed bucket.
+        for (j, pk) in keys.iter().enumerate().take(n) {
+            let cand = self.scratch.cand[j];
+            let idx = if cand != NONE && self.flows[cand as usize].key == pk.key {
+                Some(cand)
+            } else if cand == NONE && self.buckets[self.home(pk.hash) as usize].overflow == 0 {
+                None
+            } else {
+                self.find(&pk.key, pk.hash)
+            };
+            out[j] = match idx {
+                Some(i) => self.hit_or_expire(i, pk.swapped, now_t),
+                None => None,
+            };
         }
     }
 
@@ -509,9 +586,19 @@ impl FlowTable {
         adm: &Admission,
         now_ns: u64,
     ) -> Result<Hit, InsertError> {
-        let (ck, order) = key.canonical();
-        let swapped = order == rampart_wire::KeyOrder::Swapped;
-        let h = self.hash(&ck);
+        let pk = self.prepare_with(key, Stage::None);
+        self.insert_prepared(&pk, adm, now_ns)
+    }
+
+    /// [`Self::insert_admitted`] for a key already [`Self::prepare`]d (e.g. by the lookup
+    /// that missed), saving the second hash.
+    pub fn insert_prepared(
+        &mut self,
+        pk: &PreparedKey,
+        adm: &Admission,
+        now_ns: u64,
+    ) -> Result<Hit, InsertError> {
+        let (ck, swapped, h) = (pk.key, pk.swapped, pk.hash);
         let now_t = tick(now_ns);
         if let Some(i) = self.find(&ck, h) {
             if let Some(hit) = self.hit_or_expire(i, swapped, now_t) {
@@ -543,7 +630,7 @@ impl FlowTable {
             .iter()
             .position(|&s| s == 0)
             .expect("free_slot found room");
-        self.buckets[b as usize].slots[slot] = (self.sig(h) << self.idx_bits) | (i + 1);
+        self.buckets[b as usize].slots[slot] = self.sig(h) | (i + 1);
         if dist > 0 {
             let home = self.home(h) as usize;
             self.buckets[home].overflow += 1;
@@ -665,6 +752,7 @@ impl FlowTable {
 
     /// Applies a packet travelling in `dir` to its flow: state machine, then counters and
     /// last-seen time. A flow whose very first packet is refused (`NotOpener`) is removed.
+    #[inline]
     pub fn track(
         &mut self,
         handle: FlowHandle,
@@ -680,24 +768,28 @@ impl FlowTable {
             return TrackVerdict::Drop(TrackError::Stale);
         }
         let was_new = f.state == FlowState::New;
-        let mut next = *f;
-        match state::advance(&mut next, dir, pkt, self.modes) {
+        // In place: `advance` changes nothing when it refuses a packet.
+        match state::advance(f, dir, pkt, self.modes) {
             Ok(()) => {
-                next.last_seen = tick(now_ns);
-                *f = next;
+                f.last_seen = tick(now_ns);
                 let c = &mut self.counters[i];
                 c.packets[dir.index()] = c.packets[dir.index()].wrapping_add(1);
                 c.bytes[dir.index()] += u64::from(pkt.frame_len);
                 TrackVerdict::Accept
             }
-            Err(e) => {
-                if was_new {
-                    self.free(handle.0);
-                    self.stats.removed += 1;
-                }
-                TrackVerdict::Drop(e)
-            }
+            Err(e) => self.refused(handle, was_new, e),
         }
+    }
+
+    /// A refused packet: a flow it was the first packet of goes away again.
+    #[cold]
+    #[inline(never)]
+    fn refused(&mut self, handle: FlowHandle, was_new: bool, e: TrackError) -> TrackVerdict {
+        if was_new {
+            self.free(handle.0);
+            self.stats.removed += 1;
+        }
+        TrackVerdict::Drop(e)
     }
 
     /// The flow behind a handle, if it is live.

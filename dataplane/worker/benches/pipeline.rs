@@ -23,7 +23,8 @@
 //!
 //! `cargo bench -p rampart-dataplane --bench pipeline [-- --quick] [--no-dpdk] [--no-decide]`
 //! prints markdown tables; `--json` prints one JSON object per row instead.
-//! `SETS=acl1_10k SCENARIOS=new` narrows part 2 (for profiling).
+//! For profiling: `SETS=acl1_10k` (rule sets), `SCENARIOS=established,swaps,new` (part 2),
+//! `SIZES=10000` (established flow counts), `NEW_FLOWS=65536`.
 
 use cpu_time::ThreadTime;
 use rampart_classify::classbench::{load_rules, load_trace, to_policy, CbPacket};
@@ -414,12 +415,16 @@ fn main() {
         Duration::from_millis(1000)
     };
     let rounds = if smoke { 1 } else { ROUNDS };
-    let sizes: &[usize] = if smoke {
-        &[1_000]
-    } else {
-        &[10_000, 1_000_000]
+    let sizes: Vec<usize> = match std::env::var("SIZES") {
+        Ok(v) => v.split(',').map(|x| x.parse().expect("SIZES")).collect(),
+        Err(_) if smoke => vec![1_000],
+        Err(_) => vec![10_000, 1_000_000],
     };
-    let new_n = if smoke { 4_096 } else { 1 << 20 };
+    let new_n = match std::env::var("NEW_FLOWS") {
+        Ok(v) => v.parse().expect("NEW_FLOWS"),
+        Err(_) if smoke => 4_096,
+        Err(_) => 1 << 20,
+    };
     let env_list = |k: &str| std::env::var(k).ok().map(|v| v.to_string());
     let sets: Vec<&str> = ["acl1_1k", "acl1_10k"]
         .into_iter()
@@ -551,7 +556,7 @@ fn main() {
                         std::thread::spawn(move || {
                             let mut k = 0u64;
                             while !stop.load(Ordering::Relaxed) {
-                                let rs = if k % 2 == 0 {
+                                let rs = if k.is_multiple_of(2) {
                                     next.clone()
                                 } else {
                                     first.clone()
