@@ -396,6 +396,8 @@ struct Row {
     mpps: f64,
     /// What the row is compared with (raw forward, or the same without swaps), and its Mpps.
     reference: Option<(&'static str, f64)>,
+    /// A second comparison (firewall rows: raw forward behind the same source).
+    reference2: Option<(&'static str, f64)>,
 }
 
 const ROUNDS: usize = 3;
@@ -513,17 +515,19 @@ fn main() {
             }
         }
         for (pair, name, rules, flows, mpps) in &best {
-            let raw = best
-                .iter()
-                .find(|b| b.0 == *pair && b.2 == 0 && b.3 == 0)
-                .map_or(f64::NAN, |b| b.4);
+            let find = |with_source: bool| {
+                best.iter()
+                    .find(|b| b.0 == *pair && b.2 == 0 && (b.3 > 0) == with_source)
+                    .map_or(f64::NAN, |b| b.4)
+            };
             rows.push(Row {
                 part: dpdk.pairs[*pair].0,
                 scenario: name.clone(),
                 rules: *rules,
                 flows: *flows,
                 mpps: *mpps,
-                reference: (*flows > 0).then_some(("raw forward", raw)),
+                reference: (*flows > 0).then_some(("raw", find(false))),
+                reference2: (*rules > 0).then_some(("raw behind the source", find(true))),
             });
         }
     }
@@ -582,6 +586,7 @@ fn main() {
                         flows: *n,
                         mpps: during,
                         reference: Some(("without swaps", est)),
+                        reference2: None,
                     });
                 }
                 if want("established") {
@@ -592,6 +597,7 @@ fn main() {
                         flows: *n,
                         mpps: est,
                         reference: None,
+                        reference2: None,
                     });
                 }
             }
@@ -608,6 +614,7 @@ fn main() {
                     flows: *n,
                     mpps,
                     reference: None,
+                    reference2: None,
                 });
             }
         }
@@ -616,14 +623,16 @@ fn main() {
     if json {
         for r in &rows {
             println!(
-                "{{\"part\":\"{}\",\"scenario\":\"{}\",\"rules\":{},\"flows\":{},\"mpps\":{:.3},\"reference\":{},\"reference_mpps\":{}}}",
+                "{{\"part\":\"{}\",\"scenario\":\"{}\",\"rules\":{},\"flows\":{},\"mpps\":{:.3},\"reference\":{},\"reference_mpps\":{},\"reference2\":{},\"reference2_mpps\":{}}}",
                 r.part,
                 r.scenario,
                 r.rules,
                 r.flows,
                 r.mpps,
                 r.reference.map_or("null".into(), |(n, _)| format!("\"{n}\"")),
-                r.reference.map_or("null".into(), |(_, v)| format!("{v:.3}"))
+                r.reference.map_or("null".into(), |(_, v)| format!("{v:.3}")),
+                r.reference2.map_or("null".into(), |(n, _)| format!("\"{n}\"")),
+                r.reference2.map_or("null".into(), |(_, v)| format!("{v:.3}"))
             );
         }
         return;
@@ -647,10 +656,12 @@ fn main() {
             },
             r.mpps,
             1e3 / r.mpps,
-            r.reference.map_or("".into(), |(name, v)| format!(
-                "{:.0}% of {name}",
-                100.0 * r.mpps / v
-            ))
+            [r.reference, r.reference2]
+                .iter()
+                .flatten()
+                .map(|(name, v)| format!("{:.0}% of {name}", 100.0 * r.mpps / v))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
 }
