@@ -101,8 +101,8 @@ impl FirewallSettings {
 }
 
 /// Backs the flow table with transparent huge pages where the kernel allows it: at 1M flows
-/// the pipeline ran ~1.3–1.6× faster with them in the pipeline bench (4 KiB pages make nearly
-/// every record access a TLB miss). Refusal (THP off) only costs that speed.
+/// `decide` ran ~1.15–1.3× faster with them in the pipeline bench (with 4 KiB pages nearly
+/// every record access misses the TLB). Refusal (THP off) only costs that speed.
 struct HugePages;
 
 impl rampart_flow::MemoryAdvice for HugePages {
