@@ -128,6 +128,10 @@ enum Stage<'a> {
 struct Scratch {
     prepared: Option<Box<[PreparedKey; BURST_MAX]>>,
     cand: [u32; BURST_MAX],
+    /// Hashes of the flows inserted since the last burst lookup (see
+    /// [`FlowTable::insert_after_miss`]); `inserted > BURST_MAX` means "too many to list".
+    inserted_hash: [u64; BURST_MAX],
+    inserted: usize,
 }
 
 /// A packet key made ready for a lookup by [`FlowTable::prepare`]: canonicalised, hashed (with
@@ -239,6 +243,8 @@ impl FlowTable {
             scratch: Box::new(Scratch {
                 prepared: Some(Box::new([PreparedKey::default(); BURST_MAX])),
                 cand: [NONE; BURST_MAX],
+                inserted_hash: [0; BURST_MAX],
+                inserted: usize::MAX,
             }),
         })
     }
@@ -458,6 +464,7 @@ impl FlowTable {
             let base = chunk_no * BURST_MAX;
             self.probe(chunk, now_t, &mut out[base..], Stage::Prefetch);
         }
+        self.scratch.inserted = 0;
     }
 
     #[inline(always)]
@@ -483,6 +490,7 @@ impl FlowTable {
             self.probe(&prepared[..chunk.len()], now_t, &mut out[base..], pf);
         }
         self.scratch.prepared = Some(prepared);
+        self.scratch.inserted = 0;
     }
 
     /// Stages 2 and 3 of a burst lookup (at most `BURST_MAX` keys).
@@ -598,12 +606,50 @@ impl FlowTable {
         adm: &Admission,
         now_ns: u64,
     ) -> Result<Hit, InsertError> {
-        let (ck, swapped, h) = (pk.key, pk.swapped, pk.hash);
         let now_t = tick(now_ns);
-        if let Some(i) = self.find(&ck, h) {
-            if let Some(hit) = self.hit_or_expire(i, swapped, now_t) {
+        if let Some(i) = self.find(&pk.key, pk.hash) {
+            if let Some(hit) = self.hit_or_expire(i, pk.swapped, now_t) {
                 return Ok(hit);
             }
+        }
+        self.insert_absent(pk, adm, now_t)
+    }
+
+    /// [`Self::insert_prepared`] for a key whose lookup in the latest burst lookup
+    /// ([`Self::lookup_prepared_burst`] or [`Self::lookup_burst`]) missed: the search for an
+    /// existing flow is skipped unless a flow with the same hash was inserted since (two first
+    /// packets of one flow in a burst), which saves a second bucket scan per new flow. Passing
+    /// a key that was not looked up in that burst may create a duplicate flow.
+    pub fn insert_after_miss(
+        &mut self,
+        pk: &PreparedKey,
+        adm: &Admission,
+        now_ns: u64,
+    ) -> Result<Hit, InsertError> {
+        let s = &self.scratch;
+        let listed = s.inserted <= BURST_MAX;
+        if listed && !s.inserted_hash[..s.inserted].contains(&pk.hash) {
+            debug_assert!(self.find(&pk.key, pk.hash).is_none(), "key was not a miss");
+            self.insert_absent(pk, adm, tick(now_ns))
+        } else {
+            self.insert_prepared(pk, adm, now_ns)
+        }
+    }
+
+    /// Creates the flow of a key known not to be in the table.
+    fn insert_absent(
+        &mut self,
+        pk: &PreparedKey,
+        adm: &Admission,
+        now_t: u32,
+    ) -> Result<Hit, InsertError> {
+        let (ck, swapped, h) = (pk.key, pk.swapped, pk.hash);
+        let s = &mut self.scratch;
+        if s.inserted < BURST_MAX {
+            s.inserted_hash[s.inserted] = h;
+            s.inserted += 1;
+        } else {
+            s.inserted = usize::MAX;
         }
         if self.stats.len == self.stats.capacity && !self.evict(h, now_t) {
             self.stats.insert_failures += 1;

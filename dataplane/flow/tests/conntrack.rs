@@ -628,3 +628,48 @@ fn prepared_lookups_and_inserts_agree_with_the_plain_ones() {
     assert_eq!(Some(h), t.lookup(&key(10).reversed(), 0));
     assert_eq!(t.len(), 1000);
 }
+
+/// New flows after a burst lookup missed them: `insert_after_miss` creates each once, also when
+/// one burst holds two first packets of the same flow (either direction), and refuses to
+/// guess once it has lost count.
+#[test]
+fn insert_after_miss_creates_each_flow_once() {
+    let mut t = table(4096);
+    let adm = Admission {
+        rule: RuleId(1),
+        generation: 1,
+        strict_tcp: false,
+    };
+    // A burst of 100 first packets: 60 distinct flows, some seen twice, some from both ends.
+    let keys: Vec<FlowKey> = (0..100u32)
+        .map(|i| match i % 5 {
+            3 => key(i - 1),
+            4 => key(i - 2).reversed(),
+            _ => key(i),
+        })
+        .collect();
+    let prepared: Vec<PreparedKey> = keys.iter().map(|k| t.prepare(k)).collect();
+    let mut out = vec![None; keys.len()];
+    t.lookup_prepared_burst(&prepared, 0, &mut out);
+    assert!(out.iter().all(Option::is_none));
+    let mut handles = Vec::new();
+    for pk in &prepared {
+        handles.push(t.insert_after_miss(pk, &adm, 0).unwrap().handle);
+    }
+    assert_eq!(t.len(), 60);
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(
+            t.lookup(k, 0).map(|h| h.handle),
+            Some(handles[i]),
+            "packet {i}"
+        );
+    }
+    // The next burst starts a fresh list: its misses insert, its hits were never inserted.
+    let more: Vec<PreparedKey> = (100..110u32).map(|i| t.prepare(&key(i))).collect();
+    let mut out = vec![None; more.len()];
+    t.lookup_prepared_burst(&more, 0, &mut out);
+    for pk in &more {
+        t.insert_after_miss(pk, &adm, 0).unwrap();
+    }
+    assert_eq!(t.len(), 70);
+}

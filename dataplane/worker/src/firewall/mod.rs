@@ -387,7 +387,8 @@ impl Firewall {
                             h
                         }
                         None => {
-                            match table.insert_prepared(&s.keys[usize::from(key)], &adm, now_ns) {
+                            // Missed in this burst's lookup: no second bucket search.
+                            match table.insert_after_miss(&s.keys[usize::from(key)], &adm, now_ns) {
                                 Ok(h) => {
                                     c.new_flows.add(1);
                                     h
