@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::addr::{parse_addr, AddrRange};
 use super::document::{PolicyDocument, PortSpec, ProtoSpec, ServiceEntry};
-use super::inventory::{Inventory, Workload};
+use super::inventory::{Inventory, InventoryDocument, Workload};
 use super::validated::{
     AddrMatch, AddrSet, PortRange, ResolvedRule, RuleId, ServiceMatch, ValidatedPolicy,
 };
@@ -193,6 +193,53 @@ impl PolicyDocument {
     }
 }
 
+impl InventoryDocument {
+    /// Validates an update on its own (before it is merged into a node's inventory): names,
+    /// addresses and tags, each error naming its path (`workloads[2].addresses[0]: …`).
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut errs = Errors(Vec::new());
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, w) in self.workloads.iter().enumerate() {
+            if w.name.is_empty() {
+                errs.push(format!("workloads[{i}].name"), "workload name is empty");
+            } else if let Some(prev) = seen.insert(&w.name, i) {
+                errs.push(
+                    format!("workloads[{i}].name"),
+                    format!(
+                        "duplicate workload name {:?} (also workloads[{prev}])",
+                        w.name
+                    ),
+                );
+            }
+            for (ai, a) in w.addresses.iter().enumerate() {
+                if let Err(e) = parse_addr(a) {
+                    errs.push(format!("workloads[{i}].addresses[{ai}]"), e);
+                }
+            }
+            for (ti, t) in w.tags.iter().enumerate() {
+                if t.is_empty() {
+                    errs.push(format!("workloads[{i}].tags[{ti}]"), "tag is empty");
+                }
+            }
+        }
+        for (i, name) in self.removed.iter().enumerate() {
+            if name.is_empty() {
+                errs.push(format!("removed[{i}]"), "workload name is empty");
+            } else if let Some(&wi) = seen.get(name.as_str()) {
+                errs.push(
+                    format!("removed[{i}]"),
+                    format!("workload {name:?} is both updated (workloads[{wi}]) and removed"),
+                );
+            }
+        }
+        if errs.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationErrors(errs.0))
+        }
+    }
+}
+
 /// A workload with parsed addresses.
 struct ResolvedWorkload<'a> {
     w: &'a Workload,
@@ -204,9 +251,7 @@ fn resolve_inventory<'a>(
     external: Option<&'a Inventory>,
     errs: &mut Errors,
 ) -> Vec<ResolvedWorkload<'a>> {
-    let mut by_name: Vec<(String, &'a Workload)> = Vec::new();
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    let mut paths = Vec::new();
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(inline.len());
     for (i, w) in inline.iter().enumerate() {
         if let Some(prev) = seen.insert(&w.name, i) {
             errs.push(
@@ -217,25 +262,33 @@ fn resolve_inventory<'a>(
                 ),
             );
         }
-        by_name.push((format!("inventory[{i}]"), w));
     }
+    // The external feed is newer: it replaces a same-name inline workload. The index is the
+    // inline position (for error paths); `None` marks an external workload.
+    let mut chosen: Vec<(Option<usize>, &'a Workload)> = inline
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| !external.is_some_and(|e| e.contains(&w.name)))
+        .map(|(i, w)| (Some(i), w))
+        .collect();
     if let Some(ext) = external {
-        for w in ext.workloads() {
-            // The external feed is newer: it replaces a same-name inline workload.
-            by_name.retain(|(_, x)| x.name != w.name);
-            by_name.push((format!("inventory(workload {:?})", w.name), w));
-        }
+        chosen.extend(ext.workloads().map(|w| (None, w)));
     }
-    let mut out = Vec::with_capacity(by_name.len());
-    for (p, w) in by_name {
-        let mut ranges = Vec::new();
+    let mut out = Vec::with_capacity(chosen.len());
+    for (i, w) in chosen {
+        let mut ranges = Vec::with_capacity(w.addresses.len());
         for (ai, a) in w.addresses.iter().enumerate() {
             match parse_addr(a) {
                 Ok(r) => ranges.extend(r),
-                Err(e) => errs.push(format!("{p}.addresses[{ai}]"), e),
+                Err(e) => errs.push(
+                    match i {
+                        Some(i) => format!("inventory[{i}].addresses[{ai}]"),
+                        None => format!("inventory(workload {:?}).addresses[{ai}]", w.name),
+                    },
+                    e,
+                ),
             }
         }
-        paths.push(p);
         out.push(ResolvedWorkload { w, ranges });
     }
     out
