@@ -41,6 +41,12 @@ fn split(rules: usize, reps: usize) -> (f64, f64, f64) {
         let t2 = Instant::now();
         let ruleset = rampart_classify::Ruleset::compile(&validated).unwrap();
         let t3 = Instant::now();
+        if rep == 0 {
+            eprintln!(
+                "{rules} rules: {} compiler warnings",
+                ruleset.warnings().len()
+            );
+        }
         std::hint::black_box(ruleset);
         parse.push((t1 - t0).as_secs_f64() * 1e3);
         validate.push((t2 - t1).as_secs_f64() * 1e3);
@@ -58,6 +64,16 @@ fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench");
     if let Some(sizes) = arg("--split") {
         let reps: usize = arg("--reps").map_or(5, |r| r.parse().expect("--reps N"));
+        // With --worker, a thread loads/quiesces every ~20 µs meanwhile, as in the broker run.
+        let stop = Arc::new(AtomicBool::new(false));
+        let sleeper = std::env::args().any(|a| a == "--worker").then(|| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_micros(20));
+                }
+            })
+        });
         println!("| rules | parse ms | validate ms | compile ms (median of {reps}, in process) |");
         println!("|---|---|---|---|");
         for rules in sizes
@@ -66,6 +82,10 @@ fn main() {
         {
             let (p, v, c) = split(rules, reps);
             println!("| {rules} | {p:.1} | {v:.1} | {c:.1} |");
+        }
+        stop.store(true, Ordering::Relaxed);
+        if let Some(t) = sleeper {
+            t.join().unwrap();
         }
         return;
     }
