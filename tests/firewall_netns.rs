@@ -11,8 +11,7 @@ mod support;
 
 use rampart_control::client::{PolicyPublisher, StatusWatcher, Target};
 use rampart_control::live::{FlowEntry, LiveExplanation, PacketQuery};
-use rampart_control::{BrokerConfig, Outcome, RealizedState, TopologyNames};
-use std::net::TcpStream;
+use rampart_control::{BrokerConfig, Outcome, RealizedState};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,40 +37,6 @@ fn policy(g: u64, block_ok: bool) -> String {
        "action": "reject" }}
   ] }}"#
     )
-}
-
-/// A free TCP port on 127.0.0.1 for the metrics endpoint.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `GET path` from the node's management endpoint: the body.
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
-    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    assert!(head.starts_with("HTTP/1.0 200"), "GET {path}: {response}");
-    body.to_owned()
-}
-
-/// `GET /metrics`, summed over label sets of the metric `name` whose labels contain `filter`.
-fn metric(port: u16, name: &str, filter: &str) -> u64 {
-    http_get(port, "/metrics")
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter(|l| l.contains(filter))
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .map(|v| v as u64)
-        .sum()
 }
 
 /// The appliance's config file: af_packet ports on the pair, a firewall, a control section.
@@ -384,59 +349,11 @@ fn file_policy_allows_refuses_drops_and_cuts_sessions() {
     );
 }
 
-/// The broker side of one test: a private topology (names under the test's tag).
+/// The broker side of one test: a private topology (names unique to the test), or `None`
+/// (after shouting) when no broker can be had.
 fn broker(t: &str) -> Option<BrokerConfig> {
-    let uri = std::env::var("RAMPART_TEST_AMQP_URI")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-    if TcpStream::connect_timeout(&"127.0.0.1:5672".parse().unwrap(), Duration::from_secs(1))
-        .is_err()
-    {
-        let _ = Command::new("rabbitmq-server")
-            .arg("-detached")
-            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
-            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while TcpStream::connect_timeout(&"127.0.0.1:5672".parse().unwrap(), Duration::from_secs(1))
-            .is_err()
-        {
-            if Instant::now() > deadline {
-                eprintln!("\n!!!!!!!! SKIPPING: RabbitMQ could not be started at 127.0.0.1:5672 !!!!!!!!\n");
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        std::thread::sleep(Duration::from_secs(3));
-    }
-    let mut b = BrokerConfig::new(uri);
-    b.names = TopologyNames::with_prefix(&format!("rampart-test-{t}"));
-    b.reconnect.initial_ms = 100;
-    b.reconnect.max_ms = 1000;
-    Some(b)
-}
-
-/// The whole `[control]` table for a broker-fed node.
-fn control_toml(t: &str, state: &Path, b: &BrokerConfig, metrics_port: u16) -> String {
-    #[derive(serde::Serialize)]
-    struct C<'a> {
-        node: &'a str,
-        metrics_listen: String,
-        state_dir: &'a Path,
-        no_policy: &'a str,
-        broker: &'a BrokerConfig,
-    }
-    #[derive(serde::Serialize)]
-    struct W<'a> {
-        control: C<'a>,
-    }
-    let control = C {
-        node: t,
-        metrics_listen: format!("127.0.0.1:{metrics_port}"),
-        state_dir: state,
-        no_policy: "deny-all",
-        broker: b,
-    };
-    toml::to_string(&W { control }).unwrap()
+    rampart_testkit::ensure_broker()
+        .then(|| rampart_testkit::private_broker(rampart_testkit::broker_uri(), t))
 }
 
 async fn applied(w: &mut StatusWatcher, node: &str, generation: u64) -> RealizedState {
@@ -453,22 +370,6 @@ async fn applied(w: &mut StatusWatcher, node: &str, generation: u64) -> Realized
             }
         }
     }
-}
-
-/// Close the broker side of `node`'s connection (other tests' connections stay up).
-fn close_connection_of(node: &str) -> bool {
-    let out = sh("rabbitmqctl -q list_connections pid client_properties");
-    let mut closed = false;
-    for line in out
-        .lines()
-        .filter(|l| l.contains(&format!("rampart node {node}")))
-    {
-        let pid = line.split_whitespace().next().unwrap_or_default();
-        closed |= sh_ok(&format!(
-            "rabbitmqctl -q close_connection '{pid}' 'rampart test: broker drops the node'"
-        ));
-    }
-    closed
 }
 
 #[test]
@@ -488,7 +389,7 @@ fn broker_policy_is_enforced_survives_broker_loss_and_restarts_from_disk() {
         &cfg,
         &net,
         &eal_args(&t),
-        &control_toml(&t, &state, &b, metrics_port),
+        &control_toml(&t, &state, &b, metrics_port, None),
     );
 
     let mut watcher = rt
@@ -612,7 +513,7 @@ fn broker_policy_is_enforced_survives_broker_loss_and_restarts_from_disk() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     assert!(
-        close_connection_of(&t),
+        rampart_testkit::close_connections_of_node(&t),
         "no broker connection of node {t} found"
     );
     let out = ping.wait_with_output().unwrap();
@@ -644,7 +545,7 @@ fn broker_policy_is_enforced_survives_broker_loss_and_restarts_from_disk() {
         &cfg,
         &net,
         &eal_args(&t),
-        &control_toml(&t, &state, &dead, metrics_port),
+        &control_toml(&t, &state, &dead, metrics_port, None),
     );
     let mut app = Appliance::spawn(&["--config".into(), cfg.display().to_string()]);
     app.wait_for("rampart: forwarding", Duration::from_secs(60));
@@ -668,4 +569,5 @@ fn broker_policy_is_enforced_survives_broker_loss_and_restarts_from_disk() {
     );
     rt.block_on(publisher.close());
     rt.block_on(watcher.close());
+    rt.block_on(rampart_testkit::delete_topology(&b, &[t.clone()]));
 }

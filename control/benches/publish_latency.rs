@@ -4,6 +4,8 @@
 //! against the local RabbitMQ (127.0.0.1:5672, guest/guest).
 //!
 //! cargo bench -p rampart-control --bench publish_latency [-- --sizes 1000,10000,100000 --reps 5]
+//! cargo bench -p rampart-control --bench publish_latency -- --split 1000,10000 [--reps 5]
+//!   (no broker: where a document's time goes — parse, validate, compile)
 
 use rampart_classify::table::TableHandle;
 use rampart_control::client::{PolicyPublisher, StatusWatcher, Target};
@@ -26,9 +28,67 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// Where the time of one document goes on the node, in process (no broker): JSON → document,
+/// validation/resolution, compilation. Medians of `reps`, in ms.
+fn split(rules: usize, reps: usize) -> (f64, f64, f64) {
+    let (mut parse, mut validate, mut compile) = (Vec::new(), Vec::new(), Vec::new());
+    for rep in 0..reps {
+        let body = rampart_control::synth::policy(1, rules, rep as u64 + 1).to_json_vec();
+        let t0 = Instant::now();
+        let doc = rampart_config::policy::PolicyDocument::from_json_slice(&body).unwrap();
+        let t1 = Instant::now();
+        let validated = doc.validate_standalone().unwrap();
+        let t2 = Instant::now();
+        let ruleset = rampart_classify::Ruleset::compile(&validated).unwrap();
+        let t3 = Instant::now();
+        if rep == 0 {
+            eprintln!(
+                "{rules} rules: {} compiler warnings",
+                ruleset.warnings().len()
+            );
+        }
+        std::hint::black_box(ruleset);
+        parse.push((t1 - t0).as_secs_f64() * 1e3);
+        validate.push((t2 - t1).as_secs_f64() * 1e3);
+        compile.push((t3 - t2).as_secs_f64() * 1e3);
+    }
+    (
+        median(&mut parse),
+        median(&mut validate),
+        median(&mut compile),
+    )
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` does not: then a quick smoke run.
     let smoke = !std::env::args().any(|a| a == "--bench");
+    if let Some(sizes) = arg("--split") {
+        let reps: usize = arg("--reps").map_or(5, |r| r.parse().expect("--reps N"));
+        // With --worker, a thread loads/quiesces every ~20 µs meanwhile, as in the broker run.
+        let stop = Arc::new(AtomicBool::new(false));
+        let sleeper = std::env::args().any(|a| a == "--worker").then(|| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_micros(20));
+                }
+            })
+        });
+        println!("| rules | parse ms | validate ms | compile ms (median of {reps}, in process) |");
+        println!("|---|---|---|---|");
+        for rules in sizes
+            .split(',')
+            .map(|s| s.trim().parse::<usize>().expect("--split N,M"))
+        {
+            let (p, v, c) = split(rules, reps);
+            println!("| {rules} | {p:.1} | {v:.1} | {c:.1} |");
+        }
+        stop.store(true, Ordering::Relaxed);
+        if let Some(t) = sleeper {
+            t.join().unwrap();
+        }
+        return;
+    }
     let default_sizes = if smoke { "100" } else { "1000,10000,100000" };
     if smoke
         && std::net::TcpStream::connect_timeout(
@@ -142,23 +202,8 @@ fn main() {
     worker.join().unwrap();
     let _ = std::fs::remove_dir_all(state);
     // Remove the bench topology.
-    rt.block_on(async {
-        if let Ok(conn) = rampart_control::connect::connect(&broker, "bench cleanup").await {
-            let ch = conn.create_channel().await.unwrap();
-            let n = &broker.names;
-            for q in [n.node_queue("bench-node"), n.dead_letter_queue.clone()] {
-                let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
-            }
-            for x in [
-                &n.policy_exchange,
-                &n.status_exchange,
-                &n.dead_letter_exchange,
-            ] {
-                let _ = ch
-                    .exchange_delete(x.as_str().into(), Default::default())
-                    .await;
-            }
-            let _ = conn.close(200, "".into()).await;
-        }
-    });
+    rt.block_on(rampart_testkit::delete_topology(
+        &broker,
+        &["bench-node".to_owned()],
+    ));
 }

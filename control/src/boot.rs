@@ -3,11 +3,12 @@
 //! what `no_policy` says — by default nothing is forwarded at all (fail closed). This never
 //! touches the broker, so an unreachable broker cannot delay or weaken boot.
 
+use crate::apply::NodeState;
 use crate::config::{ControlConfig, NoPolicy};
 use crate::persist;
 use crate::policy::{self, Refusal};
 use rampart_classify::Ruleset;
-use rampart_config::policy::Action;
+use rampart_config::policy::{Action, Inventory, InventoryDocument, PolicyDocument};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -77,9 +78,66 @@ fn describe(refusal: Refusal) -> String {
     }
 }
 
-/// Load the policy to enforce at boot (see the module doc for the order).
+/// The standalone inventory the control plane persisted (merged workloads, revision), if any.
+pub fn persisted_inventory(
+    cfg: &ControlConfig,
+) -> Result<Option<(Inventory, Option<u64>)>, String> {
+    let path = cfg.inventory_path();
+    let Some(bytes) = persist::read_if_exists(&path).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let doc = InventoryDocument::from_json_slice(&bytes)
+        .map_err(|e| format!("{}: invalid inventory JSON: {e}", path.display()))?;
+    doc.validate()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut inventory = Inventory::new();
+    inventory.merge(&doc);
+    Ok(Some((inventory, doc.generation)))
+}
+
+/// What the control plane resolves later documents against, rebuilt from disk for a node that
+/// booted enforcing generation `active`: the persisted inventory, and the document of that
+/// generation (the persisted last-good one or the policy file). Read once when the control
+/// plane starts, on its own thread.
+pub fn node_state(cfg: &ControlConfig, active: u64) -> NodeState {
+    let mut state = NodeState::default();
+    match persisted_inventory(cfg) {
+        Ok(Some((inventory, revision))) => {
+            state.inventory = Arc::new(inventory);
+            state.inventory_revision = revision;
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "persisted inventory ignored"),
+    }
+    let persisted = || {
+        persist::read_if_exists(&cfg.last_good_path())
+            .ok()
+            .flatten()
+            .and_then(|b| PolicyDocument::from_json_slice(&b).ok())
+    };
+    let file = || {
+        cfg.policy_file
+            .as_deref()
+            .and_then(|p| PolicyDocument::from_path(p).ok())
+    };
+    state.document = persisted()
+        .filter(|d| d.generation == active)
+        .or_else(|| file().filter(|d| d.generation == active))
+        .map(Arc::new);
+    state
+}
+
+/// Load the policy to enforce at boot (see the module doc for the order). Tag-selected groups
+/// resolve against the persisted standalone inventory too.
 pub fn initial_ruleset(cfg: &ControlConfig) -> Result<BootPolicy, BootError> {
     let mut skipped = Vec::new();
+    let inventory = match persisted_inventory(cfg) {
+        Ok(i) => i.map(|(inventory, _)| inventory),
+        Err(e) => {
+            skipped.push(e);
+            None
+        }
+    };
     let mut best: Option<(Arc<Ruleset>, BootSource)> = None;
     let mut consider = |ruleset: Arc<Ruleset>, source: BootSource| {
         let newer = match &best {
@@ -94,9 +152,9 @@ pub fn initial_ruleset(cfg: &ControlConfig) -> Result<BootPolicy, BootError> {
     let persisted = cfg.last_good_path();
     match persist::read_if_exists(&persisted) {
         Ok(Some(bytes)) => {
-            match policy::parse_json(&bytes)
-                .and_then(|doc| policy::compile(doc, None, None, Instant::now()))
-            {
+            match policy::parse_json(&bytes).and_then(|doc| {
+                policy::compile(doc, None, None, inventory.as_ref(), Instant::now())
+            }) {
                 Ok(c) => consider(c.ruleset, BootSource::Persisted(persisted)),
                 Err(r) => skipped.push(format!("{}: {}", persisted.display(), describe(r))),
             }
@@ -106,7 +164,7 @@ pub fn initial_ruleset(cfg: &ControlConfig) -> Result<BootPolicy, BootError> {
     }
     if let Some(file) = &cfg.policy_file {
         match policy::parse_path(file)
-            .and_then(|doc| policy::compile(doc, None, None, Instant::now()))
+            .and_then(|doc| policy::compile(doc, None, None, inventory.as_ref(), Instant::now()))
         {
             Ok(c) => consider(c.ruleset, BootSource::File(file.clone())),
             Err(r) => skipped.push(describe(r)),

@@ -8,7 +8,7 @@ use crate::config::BrokerConfig;
 use crate::connect::{self, ConnectError};
 use crate::metrics::ControlCounters;
 use crate::policy::Refusal;
-use crate::status::RealizedState;
+use crate::status::{DocumentKind, RealizedState};
 use crate::topology;
 use futures_lite::StreamExt;
 use lapin::options::{
@@ -160,28 +160,41 @@ impl BrokerSource {
         }
     }
 
-    /// Apply one document; ack/reject it; report.
+    /// Apply one document (a policy, or an inventory update by its message type); ack/reject
+    /// it; report.
     async fn handle(
         &self,
         ch: &Channel,
         delivery: lapin::message::Delivery,
     ) -> Result<(), SessionError> {
-        let lapin::message::Delivery { data, acker, .. } = delivery;
+        let lapin::message::Delivery {
+            data,
+            acker,
+            properties,
+            ..
+        } = delivery;
+        let kind = match properties.kind() {
+            Some(t) if t.as_str() == topology::INVENTORY_TYPE => DocumentKind::Inventory,
+            _ => DocumentKind::Policy,
+        };
         let applier = self.applier.clone();
-        let compiled = tokio::task::spawn_blocking(move || applier.compile_json(data))
-            .await
-            .map_err(|e| SessionError::Task(e.to_string()))?;
+        let compiled = tokio::task::spawn_blocking(move || match kind {
+            DocumentKind::Policy => applier.compile_json(data),
+            DocumentKind::Inventory => applier.compile_inventory(&data),
+        })
+        .await
+        .map_err(|e| SessionError::Task(e.to_string()))?;
         let compiled = match compiled {
             Ok(c) => c,
             Err(refusal) => {
-                let report = self.applier.refusal_report(&refusal);
+                let report = self.applier.refusal_report(kind, &refusal);
                 match &refusal {
                     Refusal::Stale { .. } => {
-                        info!(node = %report.node, generation = ?report.generation, "stale policy ignored");
+                        info!(node = %report.node, ?kind, generation = ?report.generation, "stale document ignored");
                         acker.ack(BasicAckOptions::default()).await
                     }
                     Refusal::Invalid { error, .. } => {
-                        warn!(node = %report.node, generation = ?report.generation, %error, "policy rejected; the previous one stays");
+                        warn!(node = %report.node, ?kind, generation = ?report.generation, %error, "document rejected; the enforced policy stays");
                         // No requeue: the queue dead-letters it for inspection.
                         acker.reject(BasicRejectOptions { requeue: false }).await
                     }
@@ -198,15 +211,15 @@ impl BrokerSource {
         // Acked only now that every worker has moved on to it.
         let acked = acker.ack(BasicAckOptions::default()).await;
         let report = enforced.report.clone();
-        info!(node = %report.node, generation = ?report.generation, rules = report.rule_count,
-              compile_ms = report.compile_ms, enforce_ms = report.enforce_ms, "policy applied");
+        info!(node = %report.node, ?kind, generation = ?report.generation, inventory = ?report.inventory_revision,
+              rules = report.rule_count, compile_ms = report.compile_ms, enforce_ms = report.enforce_ms, "applied");
         let published = self.publish(ch, report).await;
         let applier = self.applier.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || applier.commit(enforced))
             .await
             .map_err(|e| SessionError::Task(e.to_string()))?
         {
-            warn!(error = %e, "persisting the last-good policy failed; it is enforced but will not survive a restart");
+            warn!(error = %e, ?kind, "persisting failed; it is enforced but will not survive a restart");
         }
         acked.map_err(amqp("acknowledging"))?;
         published

@@ -3,7 +3,7 @@
 
 use crate::config::BrokerConfig;
 use crate::connect::{self, ConnectError};
-use crate::status::RealizedState;
+use crate::status::{DocumentKind, RealizedState};
 use crate::topology;
 use futures_lite::StreamExt;
 use lapin::options::{
@@ -110,6 +110,33 @@ impl PolicyPublisher {
     /// Publish `document` (JSON) to `target` and wait for the broker's confirm. The message is
     /// persistent and mandatory: a target with no bound queue is an error, not a silent drop.
     pub async fn publish(&self, document: &[u8], target: &Target) -> Result<(), ClientError> {
+        self.publish_kind(document, target, DocumentKind::Policy)
+            .await
+    }
+
+    /// Publish an inventory update (`InventoryDocument` JSON) on its own, marked with the
+    /// message type [`topology::INVENTORY_TYPE`]; otherwise like [`Self::publish`].
+    pub async fn publish_inventory(
+        &self,
+        update: &[u8],
+        target: &Target,
+    ) -> Result<(), ClientError> {
+        self.publish_kind(update, target, DocumentKind::Inventory)
+            .await
+    }
+
+    async fn publish_kind(
+        &self,
+        body: &[u8],
+        target: &Target,
+        kind: DocumentKind,
+    ) -> Result<(), ClientError> {
+        let mut props = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2);
+        if kind == DocumentKind::Inventory {
+            props = props.with_type(topology::INVENTORY_TYPE.into());
+        }
         let confirm = self
             .ch
             .basic_publish(
@@ -119,10 +146,8 @@ impl PolicyPublisher {
                     mandatory: true,
                     ..BasicPublishOptions::default()
                 },
-                document,
-                BasicProperties::default()
-                    .with_content_type("application/json".into())
-                    .with_delivery_mode(2),
+                body,
+                props,
             )
             .await
             .map_err(amqp("publishing"))?

@@ -175,6 +175,11 @@ impl ControlConfig {
     pub fn last_good_path(&self) -> PathBuf {
         self.state_dir.join("last-good-policy.json")
     }
+
+    /// The persisted standalone inventory (the merged workloads and their revision).
+    pub fn inventory_path(&self) -> PathBuf {
+        self.state_dir.join("inventory.json")
+    }
 }
 
 fn default_state_dir() -> PathBuf {

@@ -101,7 +101,7 @@ impl FileSource {
                             path = %path.display(), %error, "policy file rejected; the current policy stays"
                         ),
                     }
-                    applier.refusal_report(&refusal)
+                    applier.refusal_report(crate::status::DocumentKind::Policy, &refusal)
                 }
             };
             counters.record(&report);

@@ -34,4 +34,4 @@ pub mod topology;
 pub use boot::{initial_ruleset, BootError, BootPolicy, BootSource};
 pub use config::{BackoffConfig, BrokerConfig, ControlConfig, NoPolicy, TopologyNames};
 pub use plane::{ControlPlane, SpawnError, SpawnOptions};
-pub use status::{Outcome, RealizedState};
+pub use status::{DocumentKind, Outcome, RealizedState};

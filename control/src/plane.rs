@@ -104,13 +104,19 @@ impl ControlPlane {
             cluster: cfg.cluster.clone(),
             table,
             last_good_path: cfg.last_good_path(),
+            inventory_path: cfg.inventory_path(),
             quiescent_timeout: cfg.quiescent_timeout(),
+            state: Default::default(),
         };
         let (metrics_table, metrics_counters) = (applier.table.clone(), counters.clone());
         let metrics_shutdown = shutdown_rx.clone();
         let thread = std::thread::Builder::new()
             .name("rampart-control".into())
             .spawn(move || {
+                // The document behind the boot ruleset and the persisted inventory, for
+                // inventory updates and later documents to resolve against.
+                let state = crate::boot::node_state(&cfg, applier.active_generation());
+                *applier.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
                 runtime.block_on(async move {
                     if let Some(listener) = metrics_listener {
                         match tokio::net::TcpListener::from_std(listener) {

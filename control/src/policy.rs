@@ -3,7 +3,7 @@
 //! CPU work; the async side runs it with `spawn_blocking`.
 
 use rampart_classify::Ruleset;
-use rampart_config::policy::{Action, PolicyDocument};
+use rampart_config::policy::{Action, Inventory, PolicyDocument, ValidateOptions};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,17 +13,30 @@ use std::time::{Duration, Instant};
 pub struct Compiled {
     /// The compiled, immutable ruleset.
     pub ruleset: Arc<Ruleset>,
-    /// The document (persisted as last-good after it is enforced).
-    pub document: PolicyDocument,
+    /// The document (persisted as last-good after it is enforced, and kept to re-resolve
+    /// tag-selected groups when the inventory changes); `None` for the empty boot policy.
+    pub document: Option<Arc<PolicyDocument>>,
     /// The JSON it arrived as, if it arrived as JSON: persisted as is, no re-serialization.
     pub raw_json: Option<Vec<u8>>,
     /// Parse + validation + compilation time.
     pub compile_time: Duration,
+    /// Set when this is the enforced document re-resolved against a new inventory: the merged
+    /// inventory and its revision, live once the ruleset is.
+    pub inventory_update: Option<InventoryUpdate>,
+}
+
+/// A standalone inventory update merged into the node's inventory.
+#[derive(Debug, Clone)]
+pub struct InventoryUpdate {
+    /// The node's whole inventory after the merge.
+    pub inventory: Arc<Inventory>,
+    /// The update's revision.
+    pub revision: u64,
 }
 
 impl Compiled {
     /// What to persist: the JSON as received, else the document serialized.
-    pub fn into_json(document: PolicyDocument, raw_json: Option<Vec<u8>>) -> Vec<u8> {
+    pub fn into_json(document: &PolicyDocument, raw_json: Option<Vec<u8>>) -> Vec<u8> {
         raw_json.unwrap_or_else(|| document.to_json_vec())
     }
 }
@@ -76,11 +89,14 @@ fn generation_hint(bytes: &[u8]) -> Option<u64> {
 }
 
 /// Validate and compile `doc` unless it is not newer than `active` (the enforced generation).
-/// `started` is when handling the document began (parse included in `compile_time`).
+/// Tag-selected groups resolve against the document's own workloads with `inventory` (the
+/// separately published one) laid over them. `started` is when handling the document began
+/// (parse included in `compile_time`).
 pub fn compile(
     doc: PolicyDocument,
     raw_json: Option<Vec<u8>>,
     active: Option<u64>,
+    inventory: Option<&Inventory>,
     started: Instant,
 ) -> Result<Compiled, Refusal> {
     if let Some(active) = active {
@@ -91,21 +107,33 @@ pub fn compile(
             });
         }
     }
+    let ruleset = resolve(&doc, inventory)?;
+    Ok(Compiled {
+        ruleset,
+        document: Some(Arc::new(doc)),
+        raw_json,
+        compile_time: started.elapsed(),
+        inventory_update: None,
+    })
+}
+
+/// Validate and compile `doc` against `inventory` (no generation check): the step a policy
+/// and an inventory update share.
+pub fn resolve(
+    doc: &PolicyDocument,
+    inventory: Option<&Inventory>,
+) -> Result<Arc<Ruleset>, Refusal> {
     let invalid = |error: String| Refusal::Invalid {
         generation: Some(doc.generation),
         error,
     };
-    let validated = doc
-        .validate_standalone()
-        .map_err(|e| invalid(e.to_string()))?;
+    let opts = ValidateOptions {
+        current_generation: None,
+        inventory: inventory.filter(|i| !i.is_empty()),
+    };
+    let validated = doc.validate(&opts).map_err(|e| invalid(e.to_string()))?;
     let ruleset = Ruleset::compile(&validated).map_err(|e| invalid(e.to_string()))?;
-    let compile_time = started.elapsed();
-    Ok(Compiled {
-        ruleset: Arc::new(ruleset),
-        document: doc,
-        raw_json,
-        compile_time,
-    })
+    Ok(Arc::new(ruleset))
 }
 
 /// A policy with no rules, generation 0, and `default_action`: what boot enforces when it has
@@ -116,7 +144,7 @@ pub fn empty_ruleset(default_action: Action) -> Result<Arc<Ruleset>, Refusal> {
         default_action,
         ..PolicyDocument::default()
     };
-    compile(doc, None, None, Instant::now()).map(|c| c.ruleset)
+    resolve(&doc, None)
 }
 
 /// Compiler warnings as display strings (shadowed / redundant rules).

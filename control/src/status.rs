@@ -19,6 +19,17 @@ pub enum Outcome {
     Current,
 }
 
+/// What a message on the policy exchange carries (and so what a report is about).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DocumentKind {
+    /// A complete policy document (the default).
+    #[default]
+    Policy,
+    /// An inventory update on its own (AMQP message type `rampart.inventory`).
+    Inventory,
+}
+
 /// One report. Field names are the wire format (JSON) read by managers and `rampartctl status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RealizedState {
@@ -29,10 +40,18 @@ pub struct RealizedState {
     pub cluster: Option<String>,
     /// What happened.
     pub outcome: Outcome,
+    /// Whether the report is about a policy document or an inventory update.
+    #[serde(default)]
+    pub kind: DocumentKind,
     /// Generation of the document this report is about (`None` when it could not even be parsed).
     pub generation: Option<u64>,
     /// Generation enforced after handling the document.
     pub active_generation: Option<u64>,
+    /// Revision of the standalone inventory the enforced ruleset was resolved against
+    /// (`None`: none received yet). For an inventory report that was refused, `generation`
+    /// holds the refused update's revision and this one the revision still live.
+    #[serde(default)]
+    pub inventory_revision: Option<u64>,
     /// Rules in the enforced ruleset.
     pub rule_count: usize,
     /// Validation + compilation time of the document, in milliseconds.
@@ -56,8 +75,10 @@ impl RealizedState {
             node: node.to_owned(),
             cluster: cluster.map(str::to_owned),
             outcome,
+            kind: DocumentKind::Policy,
             generation: None,
             active_generation: None,
+            inventory_revision: None,
             rule_count: 0,
             compile_ms: 0.0,
             enforce_ms: 0.0,

@@ -23,6 +23,10 @@ pub fn cluster_key(cluster: &str) -> String {
     format!("cluster.{cluster}")
 }
 
+/// AMQP message type (the `type` property) of an inventory update published on its own; a
+/// message without it (or with any other type) is a policy document.
+pub const INVENTORY_TYPE: &str = "rampart.inventory";
+
 /// Routing key that reaches every node.
 pub const ALL_KEY: &str = "all";
 

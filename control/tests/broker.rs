@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use rampart_control::client::{PolicyPublisher, Target};
 use rampart_control::{Outcome, RealizedState};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn is(outcome: Outcome, generation: u64) -> impl Fn(&RealizedState) -> bool {
@@ -248,31 +247,6 @@ async fn hundred_back_to_back_publishes_apply_in_order() {
     bus.cleanup().await;
 }
 
-/// Close the broker side of `node`'s connection (other tests' connections stay up).
-fn close_connection_of(node: &str) -> bool {
-    let out = Command::new("rabbitmqctl")
-        .args(["-q", "list_connections", "pid", "client_properties"])
-        .output()
-        .expect("rabbitmqctl");
-    let listing = String::from_utf8_lossy(&out.stdout);
-    let needle = format!("rampart node {node}");
-    let mut closed = false;
-    for line in listing.lines().filter(|l| l.contains(&needle)) {
-        let pid = line.split_whitespace().next().unwrap();
-        let status = Command::new("rabbitmqctl")
-            .args([
-                "-q",
-                "close_connection",
-                pid,
-                "rampart test: broker drops the node",
-            ])
-            .status()
-            .unwrap();
-        closed |= status.success();
-    }
-    closed
-}
-
 #[tokio::test]
 async fn reconnects_after_the_broker_drops_the_connection() {
     if !broker_available() {
@@ -296,7 +270,7 @@ async fn reconnects_after_the_broker_drops_the_connection() {
         .expect("gen 1 not applied");
 
     assert!(
-        close_connection_of(&node.name),
+        rampart_testkit::close_connections_of_node(&node.name),
         "could not find the node's connection"
     );
     // Published while the node may be disconnected: the durable queue keeps it.
@@ -314,7 +288,7 @@ async fn reconnects_after_the_broker_drops_the_connection() {
     assert_eq!(node.worker.seen(), vec![0, 1, 2]);
 
     // A second drop, then a publish after recovery.
-    assert!(close_connection_of(&node.name));
+    assert!(rampart_testkit::close_connections_of_node(&node.name));
     watcher
         .wait_for(WAIT, is(Outcome::Current, 2))
         .await

@@ -7,86 +7,17 @@ mod common;
 use common::*;
 use rampart_control::client::{PolicyPublisher, StatusWatcher, Target};
 use rampart_control::connect::{self, ConnectError};
-use rampart_control::{BrokerConfig, Outcome, TopologyNames};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-const TLS_PORT: u16 = 5691;
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/rabbitmq-tls.sh")
-}
-
-/// Starts the TLS node unless it already runs (then it is left as found).
-struct TlsBroker {
-    dir: PathBuf,
-    started_here: bool,
-}
-
-impl TlsBroker {
-    fn start() -> Option<Self> {
-        let dir = std::env::temp_dir().join("rampart-rabbitmq-tls");
-        let already = std::net::TcpStream::connect(("127.0.0.1", TLS_PORT)).is_ok();
-        let out = Command::new("bash")
-            .arg(script())
-            .arg("start")
-            .arg(&dir)
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            eprintln!(
-                "\n!!!!!!!! rabbitmq-tls.sh start failed:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return None;
-        }
-        Some(Self {
-            dir,
-            started_here: !already,
-        })
-    }
-
-    fn cert(&self, name: &str) -> PathBuf {
-        self.dir.join("certs").join(name)
-    }
-
-    fn config(&self, ca: &str) -> BrokerConfig {
-        let mut cfg = BrokerConfig::new(format!("amqps://guest:guest@localhost:{TLS_PORT}/%2f"));
-        cfg.ca_file = Some(self.cert(ca));
-        cfg.names = TopologyNames::with_prefix(&format!("rt.{}", unique("tls")));
-        cfg.reconnect.initial_ms = 50;
-        cfg.status_interval_ms = 0;
-        cfg
-    }
-}
-
-impl Drop for TlsBroker {
-    fn drop(&mut self) {
-        if self.started_here {
-            let _ = Command::new("bash")
-                .arg(script())
-                .arg("stop")
-                .arg(&self.dir)
-                .status();
-        }
-    }
-}
+use rampart_control::Outcome;
+use rampart_testkit::TlsBroker;
 
 #[tokio::test]
 async fn amqps_verifies_the_broker_against_the_configured_ca() {
     let Some(tls) = TlsBroker::start() else {
-        if std::env::var("RAMPART_REQUIRE_BROKER").as_deref() == Ok("1") {
-            panic!("TLS broker unavailable and RAMPART_REQUIRE_BROKER=1");
-        }
-        eprintln!(
-            "\n!!!!!!!! SKIPPING TLS TEST: the TLS RabbitMQ node could not be started !!!!!!!!\n"
-        );
         return;
     };
 
     // Wrong CA: refused, and the error says it is about TLS / the certificate.
-    let wrong = tls.config("wrong-ca.pem");
+    let wrong = tls.config("wrong-ca.pem", "tls");
     let err = connect::connect(&wrong, "tls test wrong ca")
         .await
         .unwrap_err();
@@ -102,7 +33,7 @@ async fn amqps_verifies_the_broker_against_the_configured_ca() {
     );
 
     // Right CA (and a client certificate): a node consumes over amqps and applies a policy.
-    let mut good = tls.config("ca.pem");
+    let mut good = tls.config("ca.pem", "tls");
     good.client_cert = Some(tls.cert("client.pem"));
     good.client_key = Some(tls.cert("client.key"));
     let conn = connect::connect(&good, "tls test right ca")

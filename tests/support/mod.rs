@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -122,6 +123,37 @@ impl Appliance {
     /// Everything printed to stdout so far.
     pub fn stdout(&self) -> String {
         self.stdout.lock().unwrap().join("\n")
+    }
+
+    /// Everything printed to stderr so far (control-plane log records go there).
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Wait until a stderr line contains every one of `needles`; panic (with the output) on
+    /// timeout or exit.
+    pub fn wait_for_stderr(&mut self, needles: &[&str], timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = self
+                .stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+                .cloned();
+            if let Some(line) = found {
+                return line;
+            }
+            let exited = self.child.try_wait().ok().flatten();
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "rampart did not log a line with {needles:?} within {timeout:?} (exit: {exited:?})\nstdout:\n{}\nstderr:\n{}",
+                self.stdout(),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Wait until a stdout line contains `needle`; panic (with the output) on timeout or exit.
@@ -332,4 +364,74 @@ pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
         off += incl;
     }
     frames
+}
+
+/// A free TCP port on 127.0.0.1 (for a metrics endpoint, or a port nobody listens on).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` from the appliance's management endpoint (metrics, flows, explain): the body;
+/// panics unless the answer is 200.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    assert!(head.starts_with("HTTP/1.0 200"), "GET {path}: {response}");
+    body.to_owned()
+}
+
+/// `GET /metrics` from the appliance's endpoint on `port`, summed over the label sets of the
+/// metric `name` whose labels contain `filter`.
+pub fn metric(port: u16, name: &str, filter: &str) -> u64 {
+    http_get(port, "/metrics")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// The whole `[control]` table (TOML) of a broker-fed node: deny-all when it has no policy,
+/// metrics on `metrics_port`, and `policy_file` as its boot fallback if given.
+pub fn control_toml(
+    node: &str,
+    state: &Path,
+    broker: &rampart_control::BrokerConfig,
+    metrics_port: u16,
+    policy_file: Option<&Path>,
+) -> String {
+    #[derive(serde::Serialize)]
+    struct C<'a> {
+        node: &'a str,
+        metrics_listen: String,
+        state_dir: &'a Path,
+        no_policy: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        policy_file: Option<&'a Path>,
+        broker: &'a rampart_control::BrokerConfig,
+    }
+    #[derive(serde::Serialize)]
+    struct W<'a> {
+        control: C<'a>,
+    }
+    let control = C {
+        node,
+        metrics_listen: format!("127.0.0.1:{metrics_port}"),
+        state_dir: state,
+        no_policy: "deny-all",
+        policy_file,
+        broker,
+    };
+    toml::to_string(&W { control }).unwrap()
 }

@@ -120,12 +120,47 @@ impl fmt::Display for AddrRange {
     }
 }
 
+/// The one or two ranges an address literal stands for (two only for `any`), without a heap
+/// allocation: validation parses one per address of every rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddrRanges {
+    items: [AddrRange; 2],
+    len: usize,
+}
+
+impl AddrRanges {
+    fn one(r: AddrRange) -> Self {
+        AddrRanges {
+            items: [r, r],
+            len: 1,
+        }
+    }
+}
+
+impl std::ops::Deref for AddrRanges {
+    type Target = [AddrRange];
+    fn deref(&self) -> &[AddrRange] {
+        &self.items[..self.len]
+    }
+}
+
+impl IntoIterator for AddrRanges {
+    type Item = AddrRange;
+    type IntoIter = std::iter::Take<std::array::IntoIter<AddrRange, 2>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.into_iter().take(self.len)
+    }
+}
+
 /// Parses `"10.0.0.1"`, `"10.0.0.0/8"`, `"10.0.0.1-10.0.0.9"`, the same for IPv6, or `"any"`
 /// (which yields both families). The error is a reason without the path.
-pub fn parse_addr(s: &str) -> Result<Vec<AddrRange>, String> {
+pub fn parse_addr(s: &str) -> Result<AddrRanges, String> {
     let s = s.trim();
     if s.eq_ignore_ascii_case("any") {
-        return Ok(vec![AddrRange::any(Family::V4), AddrRange::any(Family::V6)]);
+        return Ok(AddrRanges {
+            items: [AddrRange::any(Family::V4), AddrRange::any(Family::V6)],
+            len: 2,
+        });
     }
     if let Some((a, len)) = s.split_once('/') {
         let ip: IpAddr = a
@@ -141,7 +176,7 @@ pub fn parse_addr(s: &str) -> Result<Vec<AddrRange>, String> {
                 family.bits()
             ));
         }
-        return Ok(vec![AddrRange::prefix(family, v, len)]);
+        return Ok(AddrRanges::one(AddrRange::prefix(family, v, len)));
     }
     if let Some((a, b)) = s.split_once('-') {
         let a: IpAddr = a
@@ -160,16 +195,16 @@ pub fn parse_addr(s: &str) -> Result<Vec<AddrRange>, String> {
         if va > vb {
             return Err(format!("bad range {s:?}: first address is above the last"));
         }
-        return Ok(vec![AddrRange {
+        return Ok(AddrRanges::one(AddrRange {
             family: fa,
             lo: va,
             hi: vb,
-        }]);
+        }));
     }
     let ip: IpAddr = s
         .parse()
         .map_err(|_| format!("{s:?} is not an IP address, prefix or range"))?;
-    Ok(vec![AddrRange::host(ip)])
+    Ok(AddrRanges::one(AddrRange::host(ip)))
 }
 
 /// Sorts and merges overlapping or adjacent ranges of each family.

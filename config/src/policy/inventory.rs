@@ -41,6 +41,11 @@ impl InventoryDocument {
     pub fn from_json_slice(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
+
+    /// Serialises to JSON (the wire and persisted format).
+    pub fn to_json_vec(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an InventoryDocument always serialises")
+    }
 }
 
 /// The merged inventory a node holds: workloads by name.
@@ -81,6 +86,11 @@ impl Inventory {
         self.workloads.values()
     }
 
+    /// Whether a workload of this name is in the inventory.
+    pub fn contains(&self, name: &str) -> bool {
+        self.workloads.contains_key(name)
+    }
+
     /// Number of workloads.
     pub fn len(&self) -> usize {
         self.workloads.len()
@@ -89,6 +99,17 @@ impl Inventory {
     /// Whether there are no workloads.
     pub fn is_empty(&self) -> bool {
         self.workloads.is_empty()
+    }
+
+    /// The whole inventory as one update that replaces whatever a reader holds: what a node
+    /// persists, so a restart resolves tag-selected groups against the same workloads.
+    pub fn to_document(&self, generation: Option<u64>) -> InventoryDocument {
+        InventoryDocument {
+            generation,
+            replace: true,
+            workloads: self.workloads.values().cloned().collect(),
+            removed: Vec::new(),
+        }
     }
 }
 
@@ -126,5 +147,48 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(inv.workloads().next().unwrap().name, "c");
+    }
+
+    #[test]
+    fn to_document_round_trips_through_a_replacing_merge() {
+        let mut inv = Inventory::new();
+        inv.extend(&[w("a", "10.0.0.1", &["web"]), w("b", "10.0.0.2", &["db"])]);
+        let doc = inv.to_document(Some(4));
+        assert_eq!((doc.generation, doc.replace), (Some(4), true));
+        let back = InventoryDocument::from_json_slice(&doc.to_json_vec()).unwrap();
+        let mut other = Inventory::new();
+        other.extend(&[w("stale", "10.9.9.9", &[])]);
+        other.merge(&back);
+        assert_eq!(other, inv);
+    }
+
+    #[test]
+    fn validation_names_the_path() {
+        let doc = InventoryDocument::from_json_slice(
+            br#"{"generation": 2, "workloads": [
+                {"name": "a", "addresses": ["10.0.0.1"], "tags": ["web"]},
+                {"name": "a", "addresses": ["10.0.0.300"]},
+                {"name": "", "addresses": ["10.0.0.0/8"], "tags": [""]}],
+              "removed": ["a", ""]}"#,
+        )
+        .unwrap();
+        let errs = doc.validate().unwrap_err();
+        for path in [
+            "workloads[1].name",
+            "workloads[1].addresses[0]",
+            "workloads[2].name",
+            "workloads[2].tags[0]",
+            "removed[0]",
+            "removed[1]",
+        ] {
+            assert!(errs.has_path(path), "{path} missing in {errs}");
+        }
+        assert_eq!(errs.0.len(), 6, "{errs}");
+        let ok = InventoryDocument {
+            workloads: vec![w("a", "10.0.0.1", &["web"])],
+            removed: vec!["b".into()],
+            ..Default::default()
+        };
+        assert!(ok.validate().is_ok());
     }
 }

@@ -13,7 +13,9 @@ mod validated;
 
 use std::path::Path;
 
-pub use addr::{complement, ip_to_u128, normalize, parse_addr, u128_to_ip, AddrRange, Family};
+pub use addr::{
+    complement, ip_to_u128, normalize, parse_addr, u128_to_ip, AddrRange, AddrRanges, Family,
+};
 pub use document::{
     Action, Category, Direction, EndpointSpec, GroupSpec, PolicyDocument, PortSpec, ProtoSpec,
     RuleSpec, ServiceEntry, ServiceSpec, TcpStrictness,
@@ -49,7 +51,13 @@ pub enum PolicyLoadError {
 impl PolicyDocument {
     /// Parses a JSON document (the wire format).
     pub fn from_json_slice(bytes: &[u8]) -> Result<Self, PolicyLoadError> {
-        Ok(serde_json::from_slice(bytes)?)
+        // Checking UTF-8 once over the whole message is cheaper than serde_json checking each
+        // string as it goes (from a slice it must); invalid UTF-8 takes the slice path, whose
+        // error names the line and column.
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Ok(serde_json::from_str(text)?),
+            Err(_) => Ok(serde_json::from_slice(bytes)?),
+        }
     }
 
     /// Parses a YAML document.

@@ -249,3 +249,48 @@ fn schema_matches_the_types() {
     assert_eq!(keys(&schema), fields(serde_json::to_value(&doc).unwrap()));
     assert_eq!(keys(&defs["workload"]), vec!["addresses", "name", "tags"]);
 }
+
+#[test]
+fn ports_and_protocols_are_numbers_or_text_in_json_and_yaml() {
+    let j = doc(
+        r#"{"generation":1,"rules":[{"id":1,"action":"allow","protocol":6,
+            "destination":{"ports":[443,"8000-8080"]}},
+            {"id":2,"action":"drop","protocol":"udp"}]}"#,
+    );
+    assert_eq!(j.rules[0].protocol, Some(ProtoSpec::Number(6)));
+    assert_eq!(
+        j.rules[0].destination.ports,
+        vec![PortSpec::Number(443), PortSpec::Text("8000-8080".into())]
+    );
+    assert_eq!(j.rules[1].protocol, Some(ProtoSpec::Name("udp".into())));
+    let y = PolicyDocument::from_yaml_str(
+        "generation: 1\nrules:\n  - {id: 1, action: allow, protocol: 6, destination: {ports: [443, \"8000-8080\"]}}\n  - {id: 2, action: drop, protocol: udp}\n",
+    )
+    .unwrap();
+    assert_eq!(y, j);
+    // Neither a number nor a string: serde names what it expected, with line and column.
+    for (bad, expected) in [
+        (
+            r#"{"generation":1,"rules":[{"id":1,"action":"allow","protocol":true}]}"#,
+            "a protocol name or number",
+        ),
+        (
+            r#"{"generation":1,"rules":[{"id":1,"action":"allow","protocol":"tcp","destination":{"ports":[[80]]}}]}"#,
+            "a port number or a \"lo-hi\" range",
+        ),
+        (
+            r#"{"generation":1,"rules":[{"id":1,"action":"allow","protocol":18446744073709551615}]}"#,
+            "a protocol name or number",
+        ),
+    ] {
+        let e = PolicyDocument::from_json_slice(bad.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(expected) && e.contains("column"), "{e}");
+    }
+    // An out-of-range port still parses and is validation's to refuse, with its path.
+    let e = errors(
+        r#"{"generation":1,"rules":[{"id":1,"action":"allow","protocol":"tcp","destination":{"ports":[70000]}}]}"#,
+    );
+    assert!(e.has_path("rules[0].destination.ports[0]"), "{e}");
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::addr::{parse_addr, AddrRange};
 use super::document::{PolicyDocument, PortSpec, ProtoSpec, ServiceEntry};
-use super::inventory::{Inventory, Workload};
+use super::inventory::{Inventory, InventoryDocument, Workload};
 use super::validated::{
     AddrMatch, AddrSet, PortRange, ResolvedRule, RuleId, ServiceMatch, ValidatedPolicy,
 };
@@ -62,6 +62,10 @@ pub struct ValidateOptions<'a> {
 
 struct Errors(Vec<ValidationError>);
 
+/// Where in the document a value sits, formatted only when an error is reported: validating a
+/// 10K-rule document must not build ~50K path strings that are thrown away.
+type At<'a> = &'a dyn Fn(&str) -> String;
+
 impl Errors {
     fn push(&mut self, path: impl Into<String>, reason: impl Into<String>) {
         self.0.push(ValidationError {
@@ -110,14 +114,14 @@ impl PolicyDocument {
         let services = resolve_services(self, &mut errs);
         let mut rules = Vec::with_capacity(self.rules.len());
         let mut disabled = Vec::new();
-        let mut ids: HashMap<i64, usize> = HashMap::new();
+        let mut ids: HashMap<i64, usize> = HashMap::with_capacity(self.rules.len());
         for (ri, spec) in self.rules.iter().enumerate() {
-            let p = format!("rules[{ri}]");
+            let at = |suffix: &str| format!("rules[{ri}]{suffix}");
             let id = match u32::try_from(spec.id) {
                 Ok(id) => Some(RuleId(id)),
                 Err(_) => {
                     errs.push(
-                        format!("{p}.id"),
+                        at(".id"),
                         format!("rule id {} is out of range 0..=4294967295", spec.id),
                     );
                     None
@@ -125,35 +129,25 @@ impl PolicyDocument {
             };
             if let Some(prev) = ids.insert(spec.id, ri) {
                 errs.push(
-                    format!("{p}.id"),
+                    at(".id"),
                     format!("duplicate rule id {} (also rules[{prev}])", spec.id),
                 );
             }
-            let source = resolve_endpoint(&spec.source, &groups, &format!("{p}.source"), &mut errs);
-            let destination = resolve_endpoint(
-                &spec.destination,
-                &groups,
-                &format!("{p}.destination"),
-                &mut errs,
-            );
-            let svc = resolve_rule_services(spec, &services, &p, &mut errs);
+            let source = resolve_endpoint(&spec.source, &groups, &at, ".source", &mut errs);
+            let destination =
+                resolve_endpoint(&spec.destination, &groups, &at, ".destination", &mut errs);
+            let svc = resolve_rule_services(spec, &services, &at, &mut errs);
             let vlan = spec.vlan.and_then(|v| match u16::try_from(v) {
                 Ok(v) if v <= 4095 => Some(v),
                 _ => {
-                    errs.push(
-                        format!("{p}.vlan"),
-                        format!("VLAN id {v} is out of range 0..=4095"),
-                    );
+                    errs.push(at(".vlan"), format!("VLAN id {v} is out of range 0..=4095"));
                     None
                 }
             });
             let vni = spec.vni.and_then(|v| match u32::try_from(v) {
                 Ok(v) if v <= 0xff_ffff => Some(v),
                 _ => {
-                    errs.push(
-                        format!("{p}.vni"),
-                        format!("VNI {v} is out of range 0..=16777215"),
-                    );
+                    errs.push(at(".vni"), format!("VNI {v} is out of range 0..=16777215"));
                     None
                 }
             });
@@ -193,6 +187,53 @@ impl PolicyDocument {
     }
 }
 
+impl InventoryDocument {
+    /// Validates an update on its own (before it is merged into a node's inventory): names,
+    /// addresses and tags, each error naming its path (`workloads[2].addresses[0]: …`).
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut errs = Errors(Vec::new());
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, w) in self.workloads.iter().enumerate() {
+            if w.name.is_empty() {
+                errs.push(format!("workloads[{i}].name"), "workload name is empty");
+            } else if let Some(prev) = seen.insert(&w.name, i) {
+                errs.push(
+                    format!("workloads[{i}].name"),
+                    format!(
+                        "duplicate workload name {:?} (also workloads[{prev}])",
+                        w.name
+                    ),
+                );
+            }
+            for (ai, a) in w.addresses.iter().enumerate() {
+                if let Err(e) = parse_addr(a) {
+                    errs.push(format!("workloads[{i}].addresses[{ai}]"), e);
+                }
+            }
+            for (ti, t) in w.tags.iter().enumerate() {
+                if t.is_empty() {
+                    errs.push(format!("workloads[{i}].tags[{ti}]"), "tag is empty");
+                }
+            }
+        }
+        for (i, name) in self.removed.iter().enumerate() {
+            if name.is_empty() {
+                errs.push(format!("removed[{i}]"), "workload name is empty");
+            } else if let Some(&wi) = seen.get(name.as_str()) {
+                errs.push(
+                    format!("removed[{i}]"),
+                    format!("workload {name:?} is both updated (workloads[{wi}]) and removed"),
+                );
+            }
+        }
+        if errs.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationErrors(errs.0))
+        }
+    }
+}
+
 /// A workload with parsed addresses.
 struct ResolvedWorkload<'a> {
     w: &'a Workload,
@@ -204,9 +245,7 @@ fn resolve_inventory<'a>(
     external: Option<&'a Inventory>,
     errs: &mut Errors,
 ) -> Vec<ResolvedWorkload<'a>> {
-    let mut by_name: Vec<(String, &'a Workload)> = Vec::new();
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    let mut paths = Vec::new();
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(inline.len());
     for (i, w) in inline.iter().enumerate() {
         if let Some(prev) = seen.insert(&w.name, i) {
             errs.push(
@@ -217,25 +256,33 @@ fn resolve_inventory<'a>(
                 ),
             );
         }
-        by_name.push((format!("inventory[{i}]"), w));
     }
+    // The external feed is newer: it replaces a same-name inline workload. The index is the
+    // inline position (for error paths); `None` marks an external workload.
+    let mut chosen: Vec<(Option<usize>, &'a Workload)> = inline
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| !external.is_some_and(|e| e.contains(&w.name)))
+        .map(|(i, w)| (Some(i), w))
+        .collect();
     if let Some(ext) = external {
-        for w in ext.workloads() {
-            // The external feed is newer: it replaces a same-name inline workload.
-            by_name.retain(|(_, x)| x.name != w.name);
-            by_name.push((format!("inventory(workload {:?})", w.name), w));
-        }
+        chosen.extend(ext.workloads().map(|w| (None, w)));
     }
-    let mut out = Vec::with_capacity(by_name.len());
-    for (p, w) in by_name {
-        let mut ranges = Vec::new();
+    let mut out = Vec::with_capacity(chosen.len());
+    for (i, w) in chosen {
+        let mut ranges = Vec::with_capacity(w.addresses.len());
         for (ai, a) in w.addresses.iter().enumerate() {
             match parse_addr(a) {
                 Ok(r) => ranges.extend(r),
-                Err(e) => errs.push(format!("{p}.addresses[{ai}]"), e),
+                Err(e) => errs.push(
+                    match i {
+                        Some(i) => format!("inventory[{i}].addresses[{ai}]"),
+                        None => format!("inventory(workload {:?}).addresses[{ai}]", w.name),
+                    },
+                    e,
+                ),
             }
         }
-        paths.push(p);
         out.push(ResolvedWorkload { w, ranges });
     }
     out
@@ -363,30 +410,31 @@ fn resolve_groups(
 fn resolve_endpoint(
     spec: &super::document::EndpointSpec,
     groups: &HashMap<String, Vec<AddrMatch>>,
-    path: &str,
+    at: At<'_>,
+    side: &str,
     errs: &mut Errors,
 ) -> AddrSet {
     if spec.addresses.is_empty() && spec.groups.is_empty() {
         if spec.negate {
             errs.push(
-                format!("{path}.negate"),
+                at(&format!("{side}.negate")),
                 "negation needs addresses or groups (NOT any matches nothing)",
             );
         }
         return AddrSet::any();
     }
-    let mut entries = Vec::new();
+    let mut entries = Vec::with_capacity(spec.addresses.len());
     for (ai, a) in spec.addresses.iter().enumerate() {
         match parse_addr(a) {
             Ok(rs) => entries.extend(rs.into_iter().map(|range| AddrMatch { range, via: None })),
-            Err(e) => errs.push(format!("{path}.addresses[{ai}]"), e),
+            Err(e) => errs.push(at(&format!("{side}.addresses[{ai}]")), e),
         }
     }
     for (gi, name) in spec.groups.iter().enumerate() {
         match groups.get(name) {
             Some(m) => entries.extend(m.iter().cloned()),
             None => errs.push(
-                format!("{path}.groups[{gi}]"),
+                at(&format!("{side}.groups[{gi}]")),
                 format!("unknown group {name:?}"),
             ),
         }
@@ -399,21 +447,26 @@ fn resolve_endpoint(
 }
 
 fn parse_proto(p: &ProtoSpec) -> Result<Option<u8>, String> {
+    const NAMES: [(&str, Option<u8>); 10] = [
+        ("any", None),
+        ("icmp", Some(1)),
+        ("tcp", Some(6)),
+        ("udp", Some(17)),
+        ("gre", Some(47)),
+        ("esp", Some(50)),
+        ("ah", Some(51)),
+        ("icmpv6", Some(58)),
+        ("ipv6-icmp", Some(58)),
+        ("sctp", Some(132)),
+    ];
     match p {
         ProtoSpec::Number(n) => u8::try_from(*n)
             .map(Some)
             .map_err(|_| format!("protocol {n} is out of range 0..=255")),
-        ProtoSpec::Name(s) => match s.to_ascii_lowercase().as_str() {
-            "any" => Ok(None),
-            "icmp" => Ok(Some(1)),
-            "tcp" => Ok(Some(6)),
-            "udp" => Ok(Some(17)),
-            "gre" => Ok(Some(47)),
-            "esp" => Ok(Some(50)),
-            "ah" => Ok(Some(51)),
-            "icmpv6" | "ipv6-icmp" => Ok(Some(58)),
-            "sctp" => Ok(Some(132)),
-            other => other
+        // Compared case-insensitively in place: no lowercased copy per rule.
+        ProtoSpec::Name(s) => match NAMES.iter().find(|(name, _)| s.eq_ignore_ascii_case(name)) {
+            Some(&(_, proto)) => Ok(proto),
+            None => s
                 .parse::<u8>()
                 .map(Some)
                 .map_err(|_| format!("unknown protocol {s:?}")),
@@ -468,57 +521,57 @@ fn expand_entry(
     sports: &[PortSpec],
     icmp_type: Option<i64>,
     icmp_code: Option<i64>,
-    path: &str,
-    dport_path: &str,
-    sport_path: &str,
+    at: At<'_>,
+    dport_suffix: &str,
+    sport_suffix: &str,
     via: Option<Arc<str>>,
     errs: &mut Errors,
 ) -> Vec<ServiceMatch> {
     let proto = match parse_proto(proto) {
         Ok(p) => p,
         Err(e) => {
-            errs.push(format!("{path}.protocol"), e);
+            errs.push(at(".protocol"), e);
             return Vec::new();
         }
     };
-    let mut ranges = |list: &[PortSpec], p: &str| -> Vec<PortRange> {
+    let mut ranges = |list: &[PortSpec], suffix: &str| -> Vec<PortRange> {
         if list.is_empty() {
             return vec![PortRange::ANY];
         }
         if !has_ports(proto) {
-            errs.push(p.to_string(), "ports need protocol tcp, udp or sctp");
+            errs.push(at(suffix), "ports need protocol tcp, udp or sctp");
             return Vec::new();
         }
-        let mut v = Vec::new();
+        let mut v = Vec::with_capacity(list.len());
         for (i, x) in list.iter().enumerate() {
             match parse_port(x) {
                 Ok(r) => v.push(r),
-                Err(e) => errs.push(format!("{p}[{i}]"), e),
+                Err(e) => errs.push(at(&format!("{suffix}[{i}]")), e),
             }
         }
         v
     };
-    let d = ranges(dports, dport_path);
-    let s = ranges(sports, sport_path);
+    let d = ranges(dports, dport_suffix);
+    let s = ranges(sports, sport_suffix);
     let mut out = Vec::new();
     if icmp_type.is_some() || icmp_code.is_some() {
         if !is_icmp(proto) {
             errs.push(
-                format!("{path}.icmp_type"),
+                at(".icmp_type"),
                 "icmp_type/icmp_code need protocol icmp or icmpv6",
             );
             return out;
         }
         let ty = match icmp_type {
             None => {
-                errs.push(format!("{path}.icmp_code"), "icmp_code needs icmp_type");
+                errs.push(at(".icmp_code"), "icmp_code needs icmp_type");
                 return out;
             }
             Some(t) => match u8::try_from(t) {
                 Ok(t) => PortRange::single(t as u16),
                 Err(_) => {
                     errs.push(
-                        format!("{path}.icmp_type"),
+                        at(".icmp_type"),
                         format!("ICMP type {t} is out of range 0..=255"),
                     );
                     return out;
@@ -531,7 +584,7 @@ fn expand_entry(
                 Ok(c) => PortRange::single(c as u16),
                 Err(_) => {
                     errs.push(
-                        format!("{path}.icmp_code"),
+                        at(".icmp_code"),
                         format!("ICMP code {c} is out of range 0..=255"),
                     );
                     return out;
@@ -589,16 +642,16 @@ fn resolve_services(doc: &PolicyDocument, errs: &mut Errors) -> HashMap<String, 
             },
         ) in s.entries.iter().enumerate()
         {
-            let ep = format!("{p}.entries[{ei}]");
+            let at = |suffix: &str| format!("{p}.entries[{ei}]{suffix}");
             all.extend(expand_entry(
                 protocol,
                 ports,
                 source_ports,
                 *icmp_type,
                 *icmp_code,
-                &ep,
-                &format!("{ep}.ports"),
-                &format!("{ep}.source_ports"),
+                &at,
+                ".ports",
+                ".source_ports",
                 Some(via.clone()),
                 errs,
             ));
@@ -611,7 +664,7 @@ fn resolve_services(doc: &PolicyDocument, errs: &mut Errors) -> HashMap<String, 
 fn resolve_rule_services(
     spec: &super::document::RuleSpec,
     services: &HashMap<String, Vec<ServiceMatch>>,
-    p: &str,
+    at: At<'_>,
     errs: &mut Errors,
 ) -> Vec<ServiceMatch> {
     let inline = spec.protocol.is_some()
@@ -622,7 +675,7 @@ fn resolve_rule_services(
     if !spec.services.is_empty() {
         if inline {
             errs.push(
-                format!("{p}.protocol"),
+                at(".protocol"),
                 "give either services or an inline protocol/ports, not both",
             );
         }
@@ -631,7 +684,7 @@ fn resolve_rule_services(
             match services.get(name) {
                 Some(m) => out.extend(m.iter().cloned()),
                 None => errs.push(
-                    format!("{p}.services[{si}]"),
+                    at(&format!(".services[{si}]")),
                     format!("unknown service {name:?}"),
                 ),
             }
@@ -641,16 +694,16 @@ fn resolve_rule_services(
     if !inline {
         return vec![ServiceMatch::any()];
     }
-    let proto = spec.protocol.clone().unwrap_or_default();
+    let any = ProtoSpec::default();
     expand_entry(
-        &proto,
+        spec.protocol.as_ref().unwrap_or(&any),
         &spec.destination.ports,
         &spec.source.ports,
         spec.icmp_type,
         spec.icmp_code,
-        p,
-        &format!("{p}.destination.ports"),
-        &format!("{p}.source.ports"),
+        at,
+        ".destination.ports",
+        ".source.ports",
         None,
         errs,
     )

@@ -5,76 +5,22 @@
 
 #![allow(dead_code)]
 
-use lapin::options::{
-    BasicGetOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use rampart_classify::table::TableHandle;
 use rampart_control::client::StatusWatcher;
 use rampart_control::{
     BrokerConfig, ControlConfig, ControlPlane, NoPolicy, SpawnOptions, TopologyNames,
 };
-use std::net::TcpStream;
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-pub const BROKER_ADDR: &str = "127.0.0.1:5672";
+pub use rampart_testkit::{broker_uri, unique};
 
-pub fn broker_uri() -> String {
-    std::env::var("RAMPART_TEST_AMQP_URI")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-fn reachable() -> bool {
-    TcpStream::connect_timeout(&BROKER_ADDR.parse().unwrap(), Duration::from_millis(500)).is_ok()
-}
-
-/// Make sure the main broker is up (start it if needed). Returns false — after shouting — only
-/// if it truly cannot be had; RAMPART_REQUIRE_BROKER=1 turns that into a failure.
+/// Make sure the main broker is up (started if needed); false (after shouting) if it cannot be.
 pub fn broker_available() -> bool {
-    static UP: OnceLock<bool> = OnceLock::new();
-    *UP.get_or_init(|| {
-        if reachable() {
-            return true;
-        }
-        eprintln!("RabbitMQ not reachable at {BROKER_ADDR}: starting it with rabbitmq-server -detached");
-        let _ = Command::new("rabbitmq-server")
-            .arg("-detached")
-            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
-            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while Instant::now() < deadline {
-            if reachable() {
-                // The listener opens slightly before the vhost is ready.
-                std::thread::sleep(Duration::from_secs(2));
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        if std::env::var("RAMPART_REQUIRE_BROKER").as_deref() == Ok("1") {
-            panic!("RabbitMQ could not be started and RAMPART_REQUIRE_BROKER=1");
-        }
-        eprintln!("\n!!!!!!!! SKIPPING BROKER TEST: RabbitMQ could not be started at {BROKER_ADDR} !!!!!!!!\n");
-        false
-    })
-}
-
-/// A name no other test (or earlier run) uses.
-pub fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-        % 1_000_000_000_000;
-    format!(
-        "{prefix}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    rampart_testkit::ensure_broker()
 }
 
 /// A private topology for one test.
@@ -85,13 +31,8 @@ pub struct TestBus {
 
 impl TestBus {
     pub fn new(test: &str) -> Self {
-        let mut broker = BrokerConfig::new(broker_uri());
-        broker.names = TopologyNames::with_prefix(&format!("rt.{}", unique(test)));
-        broker.reconnect.initial_ms = 50;
-        broker.reconnect.max_ms = 500;
-        broker.status_interval_ms = 0;
         Self {
-            broker,
+            broker: rampart_testkit::private_broker(broker_uri(), test),
             nodes: Mutex::new(Vec::new()),
         }
     }
@@ -144,34 +85,8 @@ impl TestBus {
 
     /// Delete every queue and exchange of this test.
     pub async fn cleanup(&self) {
-        let Ok(conn) = rampart_control::connect::connect(&self.broker, "test cleanup").await else {
-            return;
-        };
-        let ch = conn.create_channel().await.unwrap();
-        let names = self.names().clone();
-        let mut queues: Vec<String> = self
-            .nodes
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|n| names.node_queue(n))
-            .collect();
-        queues.push(names.dead_letter_queue.clone());
-        for q in queues {
-            let _ = ch
-                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
-        for x in [
-            &names.policy_exchange,
-            &names.status_exchange,
-            &names.dead_letter_exchange,
-        ] {
-            let _ = ch
-                .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
-                .await;
-        }
-        let _ = conn.close(200, "".into()).await;
+        let nodes = self.nodes.lock().unwrap().clone();
+        rampart_testkit::delete_topology(&self.broker, &nodes).await;
     }
 
     pub async fn watcher(&self) -> StatusWatcher {

@@ -52,15 +52,22 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
 
 /// Reports as an aligned table (one line per report, errors and warnings below it).
 pub fn print_reports(reports: &[RealizedState]) {
-    let rows: Vec<[String; 8]> = reports
+    let rows: Vec<[String; 9]> = reports
         .iter()
         .map(|r| {
             [
                 r.node.clone(),
                 opt(r.cluster.as_deref()),
-                format!("{:?}", r.outcome).to_lowercase(),
+                match r.kind {
+                    rampart_control::DocumentKind::Policy => format!("{:?}", r.outcome),
+                    rampart_control::DocumentKind::Inventory => {
+                        format!("inventory {:?}", r.outcome)
+                    }
+                }
+                .to_lowercase(),
                 opt(r.generation),
                 opt(r.active_generation),
+                opt(r.inventory_revision),
                 r.rule_count.to_string(),
                 format!("{:.1}/{:.2}", r.compile_ms, r.enforce_ms),
                 r.timestamp.clone(),
@@ -73,6 +80,7 @@ pub fn print_reports(reports: &[RealizedState]) {
         "OUTCOME",
         "GEN",
         "ACTIVE",
+        "INVENTORY",
         "RULES",
         "COMPILE/ENFORCE MS",
         "AT",
