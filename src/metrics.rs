@@ -346,7 +346,7 @@ fn entry(worker: u16, r: &FlowRow) -> FlowEntry {
         dport: r.key.dst_port,
         state: format!("{:?}", r.state),
         rule: (r.rule != rampart_dataplane::firewall::DEFAULT_RULE).then_some(r.rule.0),
-        generation: r.generation,
+        ruleset_seq: r.ruleset_seq,
         packets_orig: u64::from(r.packets[0]),
         packets_reply: u64::from(r.packets[1]),
         bytes_orig: r.bytes[0],

@@ -272,7 +272,8 @@ fn file_policy_allows_refuses_drops_and_cuts_sessions() {
         .iter()
         .find(|f| f.dport == OK_PORT && f.state == "TcpEstablished")
         .unwrap_or_else(|| panic!("the session is not among the top flows: {flows:?}"));
-    assert_eq!((f.rule, f.generation), (Some(2), 1));
+    // Admitted by rule 2 under the node's first ruleset.
+    assert_eq!((f.rule, f.ruleset_seq), (Some(2), 1));
     assert!(f.packets_orig > 0 && f.bytes_orig > 0);
     let q = PacketQuery {
         src: IP_A.parse().unwrap(),

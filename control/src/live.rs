@@ -47,8 +47,9 @@ pub struct FlowEntry {
     pub state: String,
     /// Rule id that admitted it; `None` for the default action.
     pub rule: Option<u32>,
-    /// Low 32 bits of the generation it was admitted or last revalidated under.
-    pub generation: u32,
+    /// Low 32 bits of the node's publish number of the ruleset that admitted or last
+    /// revalidated it (each policy generation or inventory update applied advances it).
+    pub ruleset_seq: u32,
     /// Packets in the original direction.
     pub packets_orig: u64,
     /// Packets in the reply direction.

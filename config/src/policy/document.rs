@@ -167,8 +167,10 @@ pub enum Direction {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TcpStrictness {
-    /// Sequence and window checks enforced.
+    /// What the appliance's `firewall.strict_tcp` says (a rule that does not choose).
     #[default]
+    Inherit,
+    /// Sequence and window checks enforced.
     Strict,
     /// Only the state machine; out-of-window segments pass.
     Liberal,

@@ -252,6 +252,17 @@ impl TableReader {
         &self.cached
     }
 
+    /// The ruleset to use for this burst and its publish sequence number. Every publish —
+    /// a new policy generation or the same generation re-resolved (an inventory update) —
+    /// has a new number, so flows stamped with it know when to be revalidated. The number
+    /// may be older than the ruleset (a publish racing the load), never newer: a stamp can
+    /// cause one needless revalidation, never a missed one.
+    #[inline]
+    pub fn load_stamped(&mut self) -> (&Ruleset, u64) {
+        let seq = self.refresh();
+        (&self.cached, seq)
+    }
+
     /// The ruleset as an `Arc` (for flows or logs that must outlive the burst).
     pub fn load_arc(&mut self) -> Arc<Ruleset> {
         self.refresh();

@@ -47,7 +47,7 @@ pub fn table(flows: &[FlowEntry]) -> String {
         "DESTINATION",
         "STATE",
         "RULE",
-        "GEN",
+        "RS#",
         "PACKETS o/r",
         "BYTES o/r",
         "IDLE ms"
@@ -65,7 +65,7 @@ pub fn table(flows: &[FlowEntry]) -> String {
             endpoint(&f.dst, f.dport),
             f.state,
             f.rule.map_or("default".into(), |r| r.to_string()),
-            f.generation,
+            f.ruleset_seq,
             format!("{}/{}", f.packets_orig, f.packets_reply),
             format!("{}/{}", f.bytes_orig, f.bytes_reply),
             f.idle_ms,

@@ -25,8 +25,9 @@ pub struct FlowRow {
     pub state: FlowState,
     /// The rule that admitted it.
     pub rule: RuleId,
-    /// Low 32 bits of the generation it was admitted (or last revalidated) under.
-    pub generation: u32,
+    /// Low 32 bits of the publish number of the ruleset that admitted (or last revalidated)
+    /// it: policy generations and inventory updates each advance it.
+    pub ruleset_seq: u32,
     /// Packets original / reply (32-bit, wrapping).
     pub packets: [u32; 2],
     /// Bytes original / reply.
@@ -41,7 +42,7 @@ impl FlowRow {
             key: f.key(),
             state: f.state(),
             rule: f.rule(),
-            generation: f.generation(),
+            ruleset_seq: f.generation(),
             packets: [f.packets(Direction::Original), f.packets(Direction::Reply)],
             bytes: [f.bytes(Direction::Original), f.bytes(Direction::Reply)],
             idle_ns: now_ns.saturating_sub(f.last_seen_ns(now_ns)),

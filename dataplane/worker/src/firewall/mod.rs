@@ -8,8 +8,8 @@
 //!    are dropped (the parser's default policy already refuses them — see `rampart_wire::parse`).
 //! 2. **Track.** Each IP packet's key is prepared (hashed, its bucket prefetched) as soon as it
 //!    is parsed; then one `lookup_prepared_burst` over them. A hit whose flow was
-//!    admitted under the current ruleset generation is tracked and forwarded. A hit from an
-//!    older generation is queued for revalidation (when enabled). A miss that is an ICMP error
+//!    admitted under the current ruleset (its publish number) is tracked and forwarded. A hit
+//!    from an older ruleset is queued for revalidation (when enabled). A miss that is an ICMP error
 //!    relating to a tracked flow is forwarded with it. Any other miss that may open a flow is
 //!    queued for classification; one that may not (a mid-stream TCP segment without loose
 //!    pickup) is dropped as `no_flow`.
@@ -251,7 +251,10 @@ impl Firewall {
             s,
             ..
         } = &mut *self;
-        let rs = reader.load();
+        // Flows are stamped with the ruleset's publish number, not its policy generation:
+        // an inventory update republishes the same generation with new group members, and
+        // the flows it affects must be revalidated too.
+        let (rs, stamp) = reader.load_stamped();
         let generation = rs.generation();
 
         // 1. Parse.
@@ -289,7 +292,7 @@ impl Firewall {
             if let Some(hit) = s.hits[j] {
                 let current = table
                     .flow(hit.handle)
-                    .is_some_and(|f| f.admitted_under(generation));
+                    .is_some_and(|f| f.admitted_under(stamp));
                 if !current && settings.revalidate_flows {
                     s.pending[q] = Pending {
                         pkt: i as u8,
@@ -377,7 +380,7 @@ impl Firewall {
                 Action::Allow => {
                     let adm = Admission {
                         rule,
-                        generation,
+                        generation: stamp,
                         strict_tcp: strict_tcp(rs, &mt, settings.flow.strict_tcp),
                     };
                     let flow = match hit {
@@ -463,12 +466,14 @@ fn track(
 }
 
 /// Whether flows admitted by `mt` get TCP sequence/window checks: the matching rule's `tcp`
-/// setting; flows admitted by the default action (no rule) follow `firewall.strict_tcp`.
+/// setting; rules that do not choose (`inherit`) and the default action (no rule) follow
+/// `firewall.strict_tcp`.
 #[inline]
 fn strict_tcp(rs: &Ruleset, mt: &Match, default: bool) -> bool {
-    match mt.rule {
-        Some(index) => rs.rule(index).tcp == TcpStrictness::Strict,
-        None => default,
+    match mt.rule.map(|index| rs.rule(index).tcp) {
+        Some(TcpStrictness::Strict) => true,
+        Some(TcpStrictness::Liberal) => false,
+        Some(TcpStrictness::Inherit) | None => default,
     }
 }
 

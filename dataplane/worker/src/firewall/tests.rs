@@ -477,8 +477,8 @@ fn an_unanswered_question_times_out_and_a_late_answer_is_not_mistaken() {
     assert_eq!(asker.join().unwrap().unwrap().len(), 1);
 }
 
-/// Rig with rule 20 (TCP/8080, strict) and rule 21 (TCP/8081, liberal); the global setting
-/// is `strict_tcp` for flows of the default action.
+/// Rig with rule 20 (TCP/8080, strict), rule 21 (TCP/8081, liberal) and rule 22 (TCP/8082,
+/// not saying: inherit); the global setting is `strict_tcp` for rule 22 and the default action.
 fn strictness_rig(global_strict: bool) -> Rig {
     let handle = TableHandle::new(ruleset(
         r#"{ "generation": 1, "default_action": "allow",
@@ -486,7 +486,9 @@ fn strictness_rig(global_strict: bool) -> Rig {
                { "id": 20, "protocol": "tcp", "destination": { "ports": [8080] },
                  "action": "allow", "tcp": "strict" },
                { "id": 21, "protocol": "tcp", "destination": { "ports": [8081] },
-                 "action": "allow", "tcp": "liberal" }
+                 "action": "allow", "tcp": "liberal" },
+               { "id": 22, "protocol": "tcp", "destination": { "ports": [8082] },
+                 "action": "allow" }
              ] }"#,
     ));
     let mut settings = FirewallSettings::paired(HZ);
@@ -574,6 +576,8 @@ fn tcp_strictness_follows_the_rule_that_admitted_the_flow() {
     assert_eq!(past_the_window(&mut r, 42001, 8081), Verdict::Forward);
     // The default action (no rule) follows the global setting: liberal here...
     assert_eq!(past_the_window(&mut r, 42002, 9000), Verdict::Forward);
+    // ...as does a rule that does not choose.
+    assert_eq!(past_the_window(&mut r, 42005, 8082), Verdict::Forward);
     assert_eq!(r.c().track[TrackError::OutOfWindow.index()], 1);
     let strict_of = |r: &Rig, port: u16| {
         r.fw.flows()
@@ -591,6 +595,10 @@ fn tcp_strictness_follows_the_rule_that_admitted_the_flow() {
         Verdict::Drop(DropReason::Conntrack)
     );
     assert_eq!(past_the_window(&mut r, 42004, 8081), Verdict::Forward);
+    assert_eq!(
+        past_the_window(&mut r, 42006, 8082),
+        Verdict::Drop(DropReason::Conntrack)
+    );
 }
 
 #[test]
@@ -611,4 +619,19 @@ fn a_revalidated_flow_takes_the_strictness_of_its_new_rule() {
     assert_eq!(r.c().revalidated, 1);
     let (_, f) = r.fw.flows().iter().next().unwrap();
     assert!(f.is_strict_tcp() && f.admitted_under(2));
+}
+
+#[test]
+fn a_republished_generation_still_revalidates_flows() {
+    // An inventory update re-resolves the enforced policy under the same generation: a
+    // workload that left a group must lose its sessions like under a new deny.
+    let mut r = Rig::new(true);
+    let (seq, ack) = open_web(&mut r, 46000);
+    r.handle.publish(policy(1, true));
+    let v = r.one(
+        INSIDE,
+        tcp(CLIENT, SERVER, 46000, 80, flags::ACK | flags::PSH, seq, ack),
+    );
+    assert_eq!(v, Verdict::Drop(DropReason::Policy));
+    assert_eq!((r.c().cut, r.c().flows, r.c().generation), (1, 0, 1));
 }
