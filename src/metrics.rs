@@ -246,6 +246,11 @@ impl DataplaneMetrics {
             );
             let _ = writeln!(
                 o,
+                "rampart_flow_revalidations_total{{worker=\"{w}\",result=\"unchanged_rules\"}} {}",
+                s.revalidated_unchanged
+            );
+            let _ = writeln!(
+                o,
                 "rampart_flow_revalidations_total{{worker=\"{w}\",result=\"cut\"}} {}",
                 s.cut
             );

@@ -1,7 +1,9 @@
 //! The immutable compiled ruleset: rule metadata by index, the classifier trees for enforcing
 //! and monitor rules, compile-time warnings, and `explain`.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -122,6 +124,12 @@ pub struct Ruleset {
     stats: BuildStats,
     /// Hits per rule index, the last slot for the default action.
     hits: HitCounters,
+    /// Rule index by stable id.
+    by_id: HashMap<RuleId, RuleIndex>,
+    /// Per rule index, then the default action: the publish number since which that rule and
+    /// every rule before it are unchanged (written by the table handle before it publishes
+    /// this ruleset; `u64::MAX` = unknown).
+    stable_since: Box<[AtomicU64]>,
 }
 
 /// Shape of the compiled classifier (for benchmarks and tuning).
@@ -261,6 +269,15 @@ impl Ruleset {
             memory_bytes,
             stats,
             hits,
+            by_id: policy
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.id, i as RuleIndex))
+                .collect(),
+            stable_since: (0..=policy.rules.len())
+                .map(|_| AtomicU64::new(u64::MAX))
+                .collect(),
         })
     }
 
@@ -315,6 +332,50 @@ impl Ruleset {
             .iter()
             .position(|m| m.id == id)
             .map(|i| i as RuleIndex)
+    }
+
+    /// Records, as this ruleset is published with number `seq` over `prev`, since when each
+    /// rule and every rule before it are unchanged. First match makes that enough for a flow
+    /// admitted by rule `i` under publish `s`: if rules `0..=i` are the same since `s`, rule `i`
+    /// is still the first to match it, so revalidation need not classify it again.
+    pub(crate) fn settle(&self, prev: &Ruleset, seq: u64) {
+        // A ruleset installed without `publish` (the table's first) counts from the publish
+        // number just before this one.
+        let prev_since = |j: usize| match prev.stable_since[j].load(Ordering::Relaxed) {
+            u64::MAX => seq - 1,
+            s => s,
+        };
+        let mut same = true;
+        for (j, rule) in self.resolved.iter().enumerate() {
+            same = same && prev.resolved.get(j) == Some(rule);
+            let since = if same { prev_since(j) } else { seq };
+            self.stable_since[j].store(since, Ordering::Relaxed);
+        }
+        same = same
+            && prev.resolved.len() == self.resolved.len()
+            && prev.default_action == self.default_action;
+        let since = if same {
+            prev_since(prev.resolved.len())
+        } else {
+            seq
+        };
+        self.stable_since[self.resolved.len()].store(since, Ordering::Relaxed);
+    }
+
+    /// The publish number since which the rule with id `id` (`None`: the default action) and
+    /// every rule before it are unchanged; `u64::MAX` when unknown (the rule is not here, or
+    /// this ruleset was never published over another). The values are written before the
+    /// publish that makes this ruleset current, so a worker that loaded it sees them.
+    #[inline]
+    pub fn unchanged_since(&self, id: Option<RuleId>) -> u64 {
+        let slot = match id {
+            None => self.resolved.len(),
+            Some(id) => match self.by_id.get(&id) {
+                Some(&i) => i as usize,
+                None => return u64::MAX,
+            },
+        };
+        self.stable_since[slot].load(Ordering::Relaxed)
     }
 
     /// Counts a hit on the rule at `index` (`None`: the default action) in the caller's

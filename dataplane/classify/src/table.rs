@@ -108,6 +108,9 @@ impl TableHandle {
         // Under the ledger lock so `rule_hits` sees the old ruleset either as current or as
         // retiring, never as neither.
         let mut ledger = self.shared.ledger.lock().expect("hit ledger poisoned");
+        // Publishes are serialized by the ledger lock, so `seq + 1` is this publish's number.
+        let seq = self.shared.seq.load(Ordering::SeqCst) + 1;
+        next.settle(&self.shared.current.load(), seq);
         let prev = self.shared.current.swap(next);
         let seq = self.shared.seq.fetch_add(1, Ordering::SeqCst) + 1;
         ledger.retiring.push((seq, prev.clone()));
@@ -384,6 +387,32 @@ mod tests {
         r.quiescent();
         h.wait_quiescent(Duration::from_millis(100)).unwrap();
         assert_eq!(hits_of(&h), vec![(Some(10), 1), (None, 1)]);
+    }
+
+    #[test]
+    fn publish_records_since_when_each_rule_prefix_is_unchanged() {
+        let h = TableHandle::new(rs_of(1, &[1, 2, 3]));
+        let since = |h: &TableHandle, id: Option<u32>| h.current().unchanged_since(id.map(RuleId));
+        // The first ruleset was never published over another: unknown.
+        assert_eq!(since(&h, Some(1)), u64::MAX);
+        // Publish 2: rule 3 replaced by 4. Rules 1 and 2 (and their prefixes) are unchanged
+        // since publish 1; rule 4 and the default action only since publish 2.
+        h.publish(rs_of(2, &[1, 2, 4]));
+        assert_eq!(
+            [since(&h, Some(1)), since(&h, Some(2)), since(&h, Some(4))],
+            [1, 1, 2]
+        );
+        assert_eq!(since(&h, None), 2);
+        assert_eq!(since(&h, Some(3)), u64::MAX, "not in this ruleset");
+        // Publish 3: the same rules compiled again keep their history.
+        h.publish(rs_of(3, &[1, 2, 4]));
+        assert_eq!(
+            [since(&h, Some(1)), since(&h, Some(4)), since(&h, None)],
+            [1, 2, 2]
+        );
+        // Publish 4: a rule inserted first changes every prefix.
+        h.publish(rs_of(4, &[9, 1, 2, 4]));
+        assert_eq!([since(&h, Some(1)), since(&h, None)], [4, 4]);
     }
 
     #[test]

@@ -551,58 +551,73 @@ fn main() {
                 let c = fw.counters().snapshot();
                 assert!(c.established > 0 && c.new_flows as usize == *n, "{c:?}");
                 if *n == sizes[0] && want("swaps") {
-                    let mut other = policy.clone();
-                    other.generation = 2;
-                    let next = Arc::new(Ruleset::compile(&other).expect("compile"));
-                    let first = table.current();
-                    // Worst case (a swap every millisecond, each revalidating every flow),
-                    // then rates a busy manager might really sustain.
-                    for interval_ms in [1u64, 10, 100] {
-                        let stop = Arc::new(AtomicBool::new(false));
-                        // The first swap happens before the run starts (even a short smoke run
-                        // sees one); the thread goes on from there.
-                        let from = table.current().generation();
-                        drop(table.publish(if from == 2 {
-                            first.clone()
-                        } else {
-                            next.clone()
-                        }));
-                        let swaps = {
-                            let (table, stop) = (table.clone(), stop.clone());
-                            let (next, first) = (next.clone(), first.clone());
-                            std::thread::spawn(move || {
-                                let mut k = 1u64;
-                                while !stop.load(Ordering::Relaxed) {
-                                    let _ = table.wait_quiescent(Duration::from_secs(1));
-                                    std::thread::sleep(Duration::from_millis(interval_ms));
-                                    let rs = if table.current().generation() == 2 {
-                                        first.clone()
-                                    } else {
-                                        next.clone()
-                                    };
-                                    drop(table.publish(rs));
-                                    k += 1;
+                    // Two kinds of swap: the same rules under a new generation (revalidation
+                    // re-stamps each flow without classifying: first match, nothing before its
+                    // rule changed), and rule 0 edited (its log flag: verdicts stay, but every
+                    // flow is classified again — the worst case).
+                    for (kind, edit_first) in [("same rules", false), ("rule 0 edited", true)] {
+                        let mut other = policy.clone();
+                        other.generation = 2;
+                        let mut first_policy = policy.clone();
+                        if edit_first {
+                            other.rules[0].log = !other.rules[0].log;
+                            first_policy.generation = 3;
+                        }
+                        let next = Arc::new(Ruleset::compile(&other).expect("compile"));
+                        let first = Arc::new(Ruleset::compile(&first_policy).expect("compile"));
+                        // A swap every 1, 10 and 100 ms.
+                        for interval_ms in [1u64, 10, 100] {
+                            let stop = Arc::new(AtomicBool::new(false));
+                            // The first swap happens before the run starts (even a short smoke run
+                            // sees one); the thread goes on from there.
+                            // Always a publish that differs from the current one (by identity).
+                            let other_of = |cur: &Arc<Ruleset>| {
+                                if Arc::ptr_eq(cur, &next) {
+                                    first.clone()
+                                } else {
+                                    next.clone()
                                 }
-                                k
-                            })
-                        };
-                        let during = run_decide(&mut fw, fr, budget, &mut now);
-                        stop.store(true, Ordering::Relaxed);
-                        let published = swaps.join().unwrap();
-                        assert!(published > 0);
-                        let c = fw.counters().snapshot();
-                        assert!(c.revalidated > 0 && c.cut == 0, "{c:?}");
-                        rows.push(Row {
-                            part: "decide",
-                            scenario: format!(
-                                "established, {published} swaps (1 per {interval_ms} ms)"
+                            };
+                            drop(table.publish(other_of(&table.current())));
+                            let swaps = {
+                                let (table, stop) = (table.clone(), stop.clone());
+                                let (next, first) = (next.clone(), first.clone());
+                                std::thread::spawn(move || {
+                                    let mut k = 1u64;
+                                    while !stop.load(Ordering::Relaxed) {
+                                        let _ = table.wait_quiescent(Duration::from_secs(1));
+                                        std::thread::sleep(Duration::from_millis(interval_ms));
+                                        let rs = if Arc::ptr_eq(&table.current(), &next) {
+                                            first.clone()
+                                        } else {
+                                            next.clone()
+                                        };
+                                        drop(table.publish(rs));
+                                        k += 1;
+                                    }
+                                    k
+                                })
+                            };
+                            let during = run_decide(&mut fw, fr, budget, &mut now);
+                            stop.store(true, Ordering::Relaxed);
+                            let published = swaps.join().unwrap();
+                            assert!(published > 0);
+                            let c = fw.counters().snapshot();
+                            assert!(c.revalidated > before.revalidated && c.cut == 0, "{c:?}");
+                            let shortcut = c.revalidated_unchanged > before.revalidated_unchanged;
+                            assert_eq!(shortcut, !edit_first, "{kind}: {c:?}");
+                            rows.push(Row {
+                                part: "decide",
+                                scenario: format!(
+                                "established, {published} swaps (1 per {interval_ms} ms), {kind}"
                             ),
-                            rules: *nrules,
-                            flows: *n,
-                            mpps: during,
-                            reference: Some(("without swaps", est)),
-                            reference2: None,
-                        });
+                                rules: *nrules,
+                                flows: *n,
+                                mpps: during,
+                                reference: Some(("without swaps", est)),
+                                reference2: None,
+                            });
+                        }
                     }
                 }
                 if want("established") {

@@ -28,6 +28,8 @@ pub struct FirewallCounters {
     pub rejected: Counter,
     /// Flows re-checked after a ruleset generation change.
     pub revalidated: Counter,
+    /// Of those, kept without classifying: the rules up to their own did not change.
+    pub revalidated_unchanged: Counter,
     /// Flows cut because the new ruleset no longer allows them.
     pub cut: Counter,
     /// Monitor (dry-run) rules that matched: what would have been enforced.
@@ -61,6 +63,7 @@ impl Default for FirewallCounters {
             denied: Counter::default(),
             rejected: Counter::default(),
             revalidated: Counter::default(),
+            revalidated_unchanged: Counter::default(),
             cut: Counter::default(),
             monitor_hits: Counter::default(),
             table_full: Counter::default(),
@@ -95,6 +98,7 @@ impl FirewallCounters {
             denied: self.denied.get(),
             rejected: self.rejected.get(),
             revalidated: self.revalidated.get(),
+            revalidated_unchanged: self.revalidated_unchanged.get(),
             cut: self.cut.get(),
             monitor_hits: self.monitor_hits.get(),
             table_full: self.table_full.get(),
@@ -122,6 +126,7 @@ pub struct FirewallSnapshot {
     pub denied: u64,
     pub rejected: u64,
     pub revalidated: u64,
+    pub revalidated_unchanged: u64,
     pub cut: u64,
     pub monitor_hits: u64,
     pub table_full: u64,
@@ -151,6 +156,7 @@ impl FirewallSnapshot {
         self.denied += o.denied;
         self.rejected += o.rejected;
         self.revalidated += o.revalidated;
+        self.revalidated_unchanged += o.revalidated_unchanged;
         self.cut += o.cut;
         self.monitor_hits += o.monitor_hits;
         self.table_full += o.table_full;

@@ -293,6 +293,16 @@ impl Firewall {
                 let current = table
                     .flow(hit.handle)
                     .is_some_and(|f| f.admitted_under(stamp));
+                if !current && settings.revalidate_flows && still_first_match(table, rs, hit, stamp)
+                {
+                    // The rules up to the one that admitted it did not change: same verdict,
+                    // no classification (first match).
+                    c.revalidated.add(1);
+                    c.revalidated_unchanged.add(1);
+                    verdicts[i] = track(table, c, hit, &info, now_ns);
+                    established += u64::from(verdicts[i] == Verdict::Forward);
+                    continue;
+                }
                 if !current && settings.revalidate_flows {
                     s.pending[q] = Pending {
                         pkt: i as u8,
@@ -463,6 +473,30 @@ fn track(
             Verdict::Drop(DropReason::Conntrack)
         }
     }
+}
+
+/// A flow from an older ruleset whose admitting rule, and every rule before it, are unchanged
+/// since the flow was stamped: first match gives it the same rule now, so it is re-stamped
+/// with `stamp` and kept without classifying it again.
+#[inline]
+fn still_first_match(table: &mut FlowTable, rs: &Ruleset, hit: Hit, stamp: u64) -> bool {
+    let Some(f) = table.flow(hit.handle) else {
+        return false;
+    };
+    let rule = f.rule();
+    let id = (rule != DEFAULT_RULE).then_some(rampart_classify::RuleId(rule.0));
+    let since = rs.unchanged_since(id);
+    // Stamps are kept as their low 32 bits: compare on the wrapping difference.
+    if since == u64::MAX || (f.generation().wrapping_sub(since as u32) as i32) < 0 {
+        return false;
+    }
+    let adm = Admission {
+        rule,
+        generation: stamp,
+        strict_tcp: f.is_strict_tcp(),
+    };
+    table.readmit(hit.handle, &adm);
+    true
 }
 
 /// Whether flows admitted by `mt` get TCP sequence/window checks: the matching rule's `tcp`

@@ -635,3 +635,56 @@ fn a_republished_generation_still_revalidates_flows() {
     assert_eq!(v, Verdict::Drop(DropReason::Policy));
     assert_eq!((r.c().cut, r.c().flows, r.c().generation), (1, 0, 1));
 }
+
+#[test]
+fn revalidation_classifies_only_flows_whose_rule_prefix_changed() {
+    let mut r = Rig::new(true);
+    // A web flow (rule 7, the first rule) and an SSH flow (rule 10, after it).
+    let (seq, ack) = open_web(&mut r, 47000);
+    for (port, frame) in [
+        (INSIDE, tcp(CLIENT, SERVER, 47001, 22, flags::SYN, 100, 0)),
+        (
+            OUTSIDE,
+            tcp(SERVER, CLIENT, 22, 47001, flags::SYN | flags::ACK, 500, 101),
+        ),
+        (INSIDE, tcp(CLIENT, SERVER, 47001, 22, flags::ACK, 101, 501)),
+    ] {
+        assert_eq!(r.one(port, frame), Verdict::Forward);
+    }
+    // Generation 2 edits only rule 11 (after both): both flows keep their verdict without
+    // being classified again.
+    r.handle.publish(ruleset(
+        &r#"{ "generation": 2, "default_action": "drop", "rules": [
+           { "id": 7, "protocol": "tcp", "destination": { "ports": [80] },
+             "direction": "out", "action": "allow", "log": true },
+           { "id": 8, "protocol": "tcp", "destination": { "ports": [23] }, "action": "reject" },
+           { "id": 9, "protocol": "tcp", "destination": { "ports": [22] }, "action": "drop",
+             "monitor": true },
+           { "id": 10, "protocol": "tcp", "destination": { "ports": [22] }, "action": "allow" },
+           { "id": 11, "protocol": "icmp", "action": "drop" } ] }"#
+            .to_string(),
+    ));
+    let web = tcp(CLIENT, SERVER, 47000, 80, flags::ACK, seq, ack);
+    let ssh = tcp(CLIENT, SERVER, 47001, 22, flags::ACK, 101, 501);
+    let v = r.burst(INSIDE, &[web.clone(), ssh.clone()]);
+    assert_eq!(v, vec![Verdict::Forward, Verdict::Forward]);
+    assert_eq!((r.c().revalidated, r.c().revalidated_unchanged), (2, 2));
+    assert!(r.fw.flows().iter().all(|(_, f)| f.admitted_under(2)));
+    // Generation 3 denies SSH in rule 10 (after web's rule 7): the web flow is re-stamped,
+    // the SSH flow is classified and cut.
+    r.handle.publish(ruleset(
+        &r#"{ "generation": 3, "default_action": "drop", "rules": [
+           { "id": 7, "protocol": "tcp", "destination": { "ports": [80] },
+             "direction": "out", "action": "allow", "log": true },
+           { "id": 8, "protocol": "tcp", "destination": { "ports": [23] }, "action": "reject" },
+           { "id": 9, "protocol": "tcp", "destination": { "ports": [22] }, "action": "drop",
+             "monitor": true },
+           { "id": 10, "protocol": "tcp", "destination": { "ports": [22] }, "action": "drop" },
+           { "id": 11, "protocol": "icmp", "action": "drop" } ] }"#
+            .to_string(),
+    ));
+    let v = r.burst(INSIDE, &[web, ssh]);
+    assert_eq!(v, vec![Verdict::Forward, Verdict::Drop(DropReason::Policy)]);
+    let c = r.c();
+    assert_eq!((c.revalidated, c.revalidated_unchanged, c.cut), (4, 3, 1));
+}
