@@ -64,6 +64,16 @@ impl<S: Space> Forest<S> {
         best
     }
 
+    /// [`Forest::lookup`] for `N` keys at once (from no bound).
+    #[inline(always)]
+    pub fn lookup_n<const N: usize>(&self, keys: [&S::Key; N]) -> [u32; N] {
+        let mut best = [u32::MAX; N];
+        for t in &self.trees {
+            t.lookup_n(&self.table, keys, &mut best);
+        }
+        best
+    }
+
     /// Per tree: (nodes visited, leaf chunks scanned), for tuning.
     pub fn cost(&self, key: &S::Key) -> Vec<(usize, usize)> {
         let mut best = u32::MAX;

@@ -41,9 +41,19 @@ impl Default for TreeParams {
 
 /// Tree entries are `u64`s that carry everything a lookup needs to take the next step, so a
 /// level costs one dependent load: an inner node is `base | dim << 32 | shift << 40 |
-/// mask << 48` (children at `ptrs[base + ((key[dim] >> shift) & mask)]`); a leaf is
-/// `LEAF | chunk index`.
+/// mask << 48` (children at `ptrs[base + ((key[dim] >> shift) & mask)]`).
+///
+/// A leaf is `LEAF | slot` with a zero mask: `ptrs[slot]` holds the leaf entry itself and
+/// `ptrs[slot + 1]` its chunk index. So a step from a leaf stays on it, and several walks
+/// (packets of a burst) can advance together with no per-walk exit test: the loop ends once
+/// every walk reached its leaf, one hard-to-predict exit for the group instead of one each.
 const LEAF: u64 = 1 << 63;
+
+/// Flag of a leaf's chunk word: the leaf spans several chunks.
+const MULTI_CHUNK: u64 = 1 << 63;
+
+/// The empty leaf's slot (every tree has one, at the start of `ptrs`).
+const EMPTY_LEAF: u64 = LEAF;
 
 #[inline(always)]
 fn inner(base: usize, dim: usize, shift: u32, mask: u32) -> u64 {
@@ -93,7 +103,8 @@ struct Builder<'a, S: Space> {
     has_extras: Vec<bool>,
     params: TreeParams,
     tree: Tree<S>,
-    leaf_dedup: HashMap<Vec<u32>, u32>,
+    /// Leaf entry of each distinct member list.
+    leaf_dedup: HashMap<Vec<u32>, u64>,
 }
 
 fn region_hi(lo: u128, bits: u32) -> u128 {
@@ -126,8 +137,9 @@ impl<S: Space> Tree<S> {
             has_extras: boxes.iter().map(|b| !b.extras_any()).collect(),
             params,
             tree: Tree {
-                root: LEAF,
-                ptrs: Vec::new(),
+                root: EMPTY_LEAF,
+                // The empty leaf: itself, then chunk 0.
+                ptrs: vec![EMPTY_LEAF, 0],
                 // Chunk 0: the empty leaf. About one chunk per box is typical (ClassBench
                 // sets: 0.6-1.2); reserving that up front saves the copies of a growing
                 // vector of 384-byte chunks.
@@ -143,7 +155,7 @@ impl<S: Space> Tree<S> {
             },
             leaf_dedup: HashMap::new(),
         };
-        b.leaf_dedup.insert(Vec::new(), 0);
+        b.leaf_dedup.insert(Vec::new(), EMPTY_LEAF);
         b.tree.chunks.reserve(members.len().min(1 << 16));
         let root = b.node(members, [0; 5], S::BITS, 0);
         b.tree.root = root;
@@ -153,16 +165,28 @@ impl<S: Space> Tree<S> {
         t
     }
 
-    /// The first box (in priority order) of the leaf run at `c` that contains `key`, else
-    /// `u32::MAX`.
+    /// The first box (in priority order) of the leaf whose chunk word (see [`LEAF`]) is `w`
+    /// that contains `key`, else `u32::MAX`.
     #[inline(always)]
-    fn leaf_first(&self, table: &BoxTable<S>, mut c: usize, key: &S::Key) -> u32 {
+    fn leaf_first(&self, table: &BoxTable<S>, w: u64, key: &S::Key) -> u32 {
+        let c = w as u32 as usize;
+        // One chunk, the common case: no test of the scan's outcome, which is the packet's
+        // business and would mispredict often.
+        if w & MULTI_CHUNK == 0 {
+            let ch = &self.chunks[c];
+            let m = S::lanes_match(ch, &table.rules, key, &table.extras) & ch.valid;
+            return ch.idx[(m.trailing_zeros() / 8) as usize];
+        }
+        self.leaf_first_run(table, c, key)
+    }
+
+    /// [`Tree::leaf_first`] of a leaf spanning several chunks.
+    fn leaf_first_run(&self, table: &BoxTable<S>, mut c: usize, key: &S::Key) -> u32 {
         loop {
             let ch = &self.chunks[c];
             let m = S::lanes_match(ch, &table.rules, key, &table.extras) & ch.valid;
-            let first = ch.idx[(m.trailing_zeros() / 8) as usize];
             if m != 0 || !ch.more {
-                return first;
+                return ch.idx[(m.trailing_zeros() / 8) as usize];
             }
             c += 1;
         }
@@ -180,12 +204,51 @@ impl<S: Space> Tree<S> {
 
     /// Chunk index of the leaf `key` falls in.
     #[inline(always)]
-    fn leaf_of(&self, key: &S::Key) -> usize {
+    fn leaf_of(&self, key: &S::Key) -> u64 {
         let mut e = self.root;
         while e & LEAF == 0 {
             e = step::<S>(&self.ptrs, e, key);
         }
-        (e & !LEAF) as usize
+        self.chunk_of(e)
+    }
+
+    /// The chunk word of a leaf entry: chunk index, and [`MULTI_CHUNK`] when the leaf
+    /// continues in the chunks after it.
+    #[inline(always)]
+    fn chunk_of(&self, leaf: u64) -> u64 {
+        self.ptrs[leaf as u32 as usize + 1]
+    }
+
+    /// Chunk indices of the leaves of `N` keys, walked in lockstep (see [`LEAF`]).
+    #[inline(always)]
+    fn leaves_of<const N: usize>(&self, keys: [&S::Key; N]) -> [u64; N] {
+        let mut e = [self.root; N];
+        while e.iter().fold(LEAF, |a, &x| a & x) == 0 {
+            for i in 0..N {
+                e[i] = step::<S>(&self.ptrs, e[i], keys[i]);
+            }
+        }
+        e.map(|x| self.chunk_of(x))
+    }
+
+    /// [`Tree::lookup`] for `N` keys at once: `bound[i]` is lowered to key `i`'s first match
+    /// here when that comes before it.
+    #[inline(always)]
+    pub fn lookup_n<const N: usize>(
+        &self,
+        table: &BoxTable<S>,
+        keys: [&S::Key; N],
+        bound: &mut [u32; N],
+    ) {
+        if bound.iter().all(|&b| b <= self.min_box) {
+            return;
+        }
+        let c = self.leaves_of(keys);
+        for i in 0..N {
+            if bound[i] > self.min_box {
+                bound[i] = self.leaf_first(table, c[i], keys[i]).min(bound[i]);
+            }
+        }
     }
 
     /// (nodes visited, chunks scanned) for one lookup: for tuning.
@@ -199,7 +262,7 @@ impl<S: Space> Tree<S> {
             e = step::<S>(&self.ptrs, e, key);
             nodes += 1;
         }
-        let mut c = (e & !LEAF) as usize;
+        let mut c = self.chunk_of(e) as u32 as usize;
         let mut scanned = 1;
         loop {
             let ch = &self.chunks[c];
@@ -216,7 +279,7 @@ impl<S: Space> Tree<S> {
     /// Build-box indices of the leaf `key` falls in (every box that can match `key` and was
     /// not pruned behind a box covering the whole leaf region).
     pub fn candidates<'a>(&'a self, key: &S::Key) -> impl Iterator<Item = u32> + 'a {
-        let first = self.leaf_of(key);
+        let first = self.leaf_of(key) as u32 as usize;
         let len = self.chunks[first..]
             .iter()
             .position(|c| !c.more)
@@ -244,11 +307,18 @@ impl<S: Space> Tree<S> {
 
 impl<S: Space> Builder<'_, S> {
     fn leaf(&mut self, members: Vec<u32>) -> u64 {
-        if let Some(&c) = self.leaf_dedup.get(&members) {
-            return LEAF | c as u64;
+        if let Some(&e) = self.leaf_dedup.get(&members) {
+            return e;
         }
         let t = &mut self.tree;
-        let first = t.chunks.len() as u32;
+        let first = t.chunks.len() as u64;
+        let entry = LEAF | t.ptrs.len() as u64;
+        let multi = if members.len() > LANES {
+            MULTI_CHUNK
+        } else {
+            0
+        };
+        t.ptrs.extend([entry, first | multi]);
         let runs = members.len().div_ceil(LANES);
         for (r, run) in members.chunks(LANES).enumerate() {
             let mut c = Chunk {
@@ -269,8 +339,8 @@ impl<S: Space> Builder<'_, S> {
             t.chunks.push(c);
         }
         t.entries += members.len();
-        self.leaf_dedup.insert(members, first);
-        LEAF | first as u64
+        self.leaf_dedup.insert(members, entry);
+        entry
     }
 
     fn node(&mut self, mut members: Vec<u32>, lo: [u128; 5], bits: [u32; 5], depth: u32) -> u64 {
@@ -307,14 +377,14 @@ impl<S: Space> Builder<'_, S> {
         drop(members);
         let base = self.tree.ptrs.len();
         let entry = inner(base, dim, shift, (fan - 1) as u32);
-        self.tree.ptrs.resize(base + fan, LEAF);
+        self.tree.ptrs.resize(base + fan, EMPTY_LEAF);
         let mut cbits = bits;
         cbits[dim] = shift;
         for (c, list) in children.into_iter().enumerate() {
             let mut clo = lo;
             clo[dim] = lo[dim] + ((c as u128) << shift);
             let p = if list.is_empty() {
-                LEAF
+                EMPTY_LEAF
             } else {
                 self.node(list, clo, cbits, depth + 1)
             };
