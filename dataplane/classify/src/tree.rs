@@ -231,6 +231,30 @@ impl<S: Space> Tree<S> {
         e.map(|x| self.chunk_of(x))
     }
 
+    /// Where every walk starts.
+    #[inline(always)]
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
+    /// One step of a walk (a leaf steps to itself).
+    #[inline(always)]
+    pub fn advance(&self, e: u64, key: &S::Key) -> u64 {
+        step::<S>(&self.ptrs, e, key)
+    }
+
+    /// Whether a walk ended.
+    #[inline(always)]
+    pub fn is_leaf(e: u64) -> bool {
+        e & LEAF != 0
+    }
+
+    /// The first box of leaf entry `e` that contains `key`, else `u32::MAX`.
+    #[inline(always)]
+    pub fn first_in(&self, table: &BoxTable<S>, e: u64, key: &S::Key) -> u32 {
+        self.leaf_first(table, self.chunk_of(e), key)
+    }
+
     /// [`Tree::lookup`] for `N` keys at once: `bound[i]` is lowered to key `i`'s first match
     /// here when that comes before it.
     #[inline(always)]
@@ -322,14 +346,15 @@ impl<S: Space> Builder<'_, S> {
         let runs = members.len().div_ceil(LANES);
         for (r, run) in members.chunks(LANES).enumerate() {
             let mut c = Chunk {
-                lanes: S::Lanes::default(),
+                lanes: S::pack(std::array::from_fn(|l| {
+                    run.get(l).map(|&m| &self.rules[m as usize])
+                })),
                 idx: EMPTY_CHUNK_IDX,
                 valid: 0,
                 extras: 0,
                 more: r + 1 < runs,
             };
             for (l, &m) in run.iter().enumerate() {
-                S::set_lane(&mut c.lanes, l, &self.rules[m as usize]);
                 c.idx[l] = m;
                 c.valid |= 0xff << (8 * l);
                 if self.has_extras[m as usize] {
