@@ -110,11 +110,7 @@ impl<S: Space> Forest<S> {
     fn joint_walk<const N: usize, const J: usize>(&self, keys: [&S::Key; N]) -> [u32; N] {
         let trees: &[Tree<S>; J] = self.trees[..J].try_into().expect("J joint trees");
         let mut e: [[u64; N]; J] = std::array::from_fn(|t| [trees[t].root(); N]);
-        while !e
-            .iter()
-            .flatten()
-            .fold(true, |a, &x| a & Tree::<S>::is_leaf(x))
-        {
+        while !Tree::<S>::is_leaf(e.iter().flatten().fold(0, |a, &x| a | x)) {
             for t in 0..J {
                 for i in 0..N {
                     e[t][i] = trees[t].advance(e[t][i], keys[i]);

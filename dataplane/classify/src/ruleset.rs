@@ -123,7 +123,7 @@ impl Classifier {
 /// Packets a burst lookup walks the trees with at once: each tree walk ends in a branch whose
 /// outcome (the leaf depth) varies from packet to packet; walked together, a group pays that
 /// misprediction once, and the group's loads overlap.
-const GROUP: usize = 2;
+const GROUP: usize = 4;
 
 /// A compiled, immutable ruleset of one generation.
 pub struct Ruleset {

@@ -41,37 +41,44 @@ impl Default for TreeParams {
 
 /// Tree entries are `u64`s that carry everything a lookup needs to take the next step, so a
 /// level costs one dependent load: an inner node is `base | dim << 32 | shift << 40 |
-/// mask << 48` (children at `ptrs[base + ((key[dim] >> shift) & mask)]`).
+/// mask << 48` (children at `ptrs[base + ((key[dim] >> shift) & mask)]`, mask at least 1).
 ///
-/// A leaf is `LEAF | slot` with a zero mask: `ptrs[slot]` holds the leaf entry itself and
-/// `ptrs[slot + 1]` its chunk index. So a step from a leaf stays on it, and several walks
+/// A leaf is its `slot` alone (mask 0): `ptrs[slot]` holds the leaf entry itself and
+/// `ptrs[slot + 1]` its chunk word. So a step from a leaf stays on it, and several walks
 /// (packets of a burst) can advance together with no per-walk exit test: the loop ends once
-/// every walk reached its leaf, one hard-to-predict exit for the group instead of one each.
-const LEAF: u64 = 1 << 63;
+/// every walk reached its leaf (the OR of their masks is 0), one hard-to-predict exit for the
+/// group instead of one each.
+const MASK_SHIFT: u32 = 48;
 
-/// Flag of a leaf's chunk word: the leaf spans several chunks.
-const MULTI_CHUNK: u64 = 1 << 63;
+#[inline(always)]
+fn is_leaf(e: u64) -> bool {
+    e >> MASK_SHIFT == 0
+}
 
-/// The empty leaf's slot (every tree has one, at the start of `ptrs`).
-const EMPTY_LEAF: u64 = LEAF;
+/// The empty leaf (every tree has it, at the start of `ptrs`).
+const EMPTY_LEAF: u64 = 0;
 
 #[inline(always)]
 fn inner(base: usize, dim: usize, shift: u32, mask: u32) -> u64 {
-    debug_assert!(base < u32::MAX as usize && mask < 1 << 15);
-    base as u64 | (dim as u64) << 32 | (shift as u64) << 40 | (mask as u64) << 48
+    debug_assert!(base < u32::MAX as usize && (1..1 << 15).contains(&mask));
+    base as u64 | (dim as u64) << 32 | (shift as u64) << 40 | (mask as u64) << MASK_SHIFT
 }
 
 #[inline(always)]
 fn step<S: Space>(ptrs: &[u64], e: u64, key: &S::Key) -> u64 {
     let base = e as u32 as usize;
+    // Inner entries and leaves both have bit 63 clear: the mask needs no masking.
     let c = S::child(
         key,
         (e >> 32) as u8,
         (e >> 40) as u8,
-        ((e >> 48) as u32) & 0x7fff,
+        (e >> MASK_SHIFT) as u32,
     );
     ptrs[base + c]
 }
+
+/// Flag of a leaf's chunk word: the leaf spans several chunks.
+const MULTI_CHUNK: u64 = 1 << 63;
 
 /// A built tree. Leaves are runs of [`Chunk`]s holding their boxes' fields inline (a box is
 /// copied into every leaf it reaches) plus the boxes' indices in the table shared by all
@@ -157,7 +164,7 @@ impl<S: Space> Tree<S> {
         };
         b.leaf_dedup.insert(Vec::new(), EMPTY_LEAF);
         b.tree.chunks.reserve(members.len().min(1 << 16));
-        let root = b.node(members, [0; 5], S::BITS, 0);
+        let root = b.node(&members, [0; 5], S::BITS, 0);
         b.tree.root = root;
         let mut t = b.tree;
         t.ptrs.shrink_to_fit();
@@ -165,7 +172,7 @@ impl<S: Space> Tree<S> {
         t
     }
 
-    /// The first box (in priority order) of the leaf whose chunk word (see [`LEAF`]) is `w`
+    /// The first box (in priority order) of the leaf whose chunk word (see [`MASK_SHIFT`]) is `w`
     /// that contains `key`, else `u32::MAX`.
     #[inline(always)]
     fn leaf_first(&self, table: &BoxTable<S>, w: u64, key: &S::Key) -> u32 {
@@ -206,7 +213,7 @@ impl<S: Space> Tree<S> {
     #[inline(always)]
     fn leaf_of(&self, key: &S::Key) -> u64 {
         let mut e = self.root;
-        while e & LEAF == 0 {
+        while !is_leaf(e) {
             e = step::<S>(&self.ptrs, e, key);
         }
         self.chunk_of(e)
@@ -219,11 +226,11 @@ impl<S: Space> Tree<S> {
         self.ptrs[leaf as u32 as usize + 1]
     }
 
-    /// Chunk indices of the leaves of `N` keys, walked in lockstep (see [`LEAF`]).
+    /// Chunk indices of the leaves of `N` keys, walked in lockstep (see [`MASK_SHIFT`]).
     #[inline(always)]
     fn leaves_of<const N: usize>(&self, keys: [&S::Key; N]) -> [u64; N] {
         let mut e = [self.root; N];
-        while e.iter().fold(LEAF, |a, &x| a & x) == 0 {
+        while !is_leaf(e.iter().fold(0, |a, &x| a | x)) {
             for i in 0..N {
                 e[i] = step::<S>(&self.ptrs, e[i], keys[i]);
             }
@@ -246,7 +253,7 @@ impl<S: Space> Tree<S> {
     /// Whether a walk ended.
     #[inline(always)]
     pub fn is_leaf(e: u64) -> bool {
-        e & LEAF != 0
+        is_leaf(e)
     }
 
     /// The first box of leaf entry `e` that contains `key`, else `u32::MAX`.
@@ -282,7 +289,7 @@ impl<S: Space> Tree<S> {
         }
         let mut e = self.root;
         let mut nodes = 0;
-        while e & LEAF == 0 {
+        while !is_leaf(e) {
             e = step::<S>(&self.ptrs, e, key);
             nodes += 1;
         }
@@ -330,13 +337,13 @@ impl<S: Space> Tree<S> {
 }
 
 impl<S: Space> Builder<'_, S> {
-    fn leaf(&mut self, members: Vec<u32>) -> u64 {
-        if let Some(&e) = self.leaf_dedup.get(&members) {
+    fn leaf(&mut self, members: &[u32]) -> u64 {
+        if let Some(&e) = self.leaf_dedup.get(members) {
             return e;
         }
         let t = &mut self.tree;
         let first = t.chunks.len() as u64;
-        let entry = LEAF | t.ptrs.len() as u64;
+        let entry = t.ptrs.len() as u64;
         let multi = if members.len() > LANES {
             MULTI_CHUNK
         } else {
@@ -364,48 +371,74 @@ impl<S: Space> Builder<'_, S> {
             t.chunks.push(c);
         }
         t.entries += members.len();
-        self.leaf_dedup.insert(members, entry);
+        self.leaf_dedup.insert(members.to_vec(), entry);
         entry
     }
 
-    fn node(&mut self, mut members: Vec<u32>, lo: [u128; 5], bits: [u32; 5], depth: u32) -> u64 {
+    fn node(&mut self, members: &[u32], lo: [u128; 5], bits: [u32; 5], depth: u32) -> u64 {
         let hi: [u128; 5] = std::array::from_fn(|d| region_hi(lo[d], bits[d]));
         // Everything after a box covering the whole region is unreachable here.
-        if let Some(pos) = members.iter().position(|&m| {
+        let members = match members.iter().position(|&m| {
             !self.has_extras[m as usize]
                 && (0..5).all(|d| {
                     let (blo, bhi) = self.cols[d][m as usize];
                     blo <= lo[d] && hi[d] <= bhi
                 })
         }) {
-            members.truncate(pos + 1);
-        }
+            Some(pos) => &members[..=pos],
+            None => members,
+        };
         let n = members.len();
         if n <= self.params.binth || depth >= self.params.max_depth {
             return self.leaf(members);
         }
-        let Some((dim, k)) = self.choose_cut(&members, &lo, &hi, &bits, depth) else {
+        let Some((dim, k)) = self.choose_cut(members, &lo, &hi, &bits, depth) else {
             return self.leaf(members);
         };
         let shift = bits[dim] - k;
         let fan = 1usize << k;
-        let mut children: Vec<Vec<u32>> = vec![Vec::new(); fan];
+        // The children's member lists, back to back in one buffer (counted first, then
+        // filled in member order so each list stays in priority order): three allocations
+        // per node instead of one growing vector per child.
         let col = &self.cols[dim];
-        for &m in &members {
+        let span = |m: u32| {
             let (blo, bhi) = col[m as usize];
             let a = (blo.max(lo[dim]) - lo[dim]) >> shift;
             let z = (bhi.min(hi[dim]) - lo[dim]) >> shift;
-            for child in &mut children[a as usize..=z as usize] {
-                child.push(m);
+            (a as usize, z as usize)
+        };
+        let mut start = vec![0usize; fan + 1];
+        for &m in members {
+            let (a, z) = span(m);
+            start[a] = start[a].wrapping_add(1);
+            start[z + 1] = start[z + 1].wrapping_sub(1);
+        }
+        // Differences (wrapping: a prefix may dip below zero) -> counts -> start offsets.
+        let mut run = 0usize;
+        let mut total = 0usize;
+        for x in start.iter_mut().take(fan) {
+            run = run.wrapping_add(*x);
+            *x = total;
+            total += run;
+        }
+        start[fan] = total;
+        let mut fill = start.clone();
+        let mut lists = vec![0u32; total];
+        for &m in members {
+            let (a, z) = span(m);
+            for f in &mut fill[a..=z] {
+                lists[*f] = m;
+                *f += 1;
             }
         }
-        drop(members);
+        drop(fill);
         let base = self.tree.ptrs.len();
         let entry = inner(base, dim, shift, (fan - 1) as u32);
         self.tree.ptrs.resize(base + fan, EMPTY_LEAF);
         let mut cbits = bits;
         cbits[dim] = shift;
-        for (c, list) in children.into_iter().enumerate() {
+        for c in 0..fan {
+            let list = &lists[start[c]..start[c + 1]];
             let mut clo = lo;
             clo[dim] = lo[dim] + ((c as u128) << shift);
             let p = if list.is_empty() {
