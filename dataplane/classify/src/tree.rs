@@ -238,28 +238,11 @@ impl<S: Space> Tree<S> {
         e.map(|x| self.chunk_of(x))
     }
 
-    /// Where every walk starts.
+    /// The first matching box of each of `N` keys (`u32::MAX`: none).
     #[inline(always)]
-    pub fn root(&self) -> u64 {
-        self.root
-    }
-
-    /// One step of a walk (a leaf steps to itself).
-    #[inline(always)]
-    pub fn advance(&self, e: u64, key: &S::Key) -> u64 {
-        step::<S>(&self.ptrs, e, key)
-    }
-
-    /// Whether a walk ended.
-    #[inline(always)]
-    pub fn is_leaf(e: u64) -> bool {
-        is_leaf(e)
-    }
-
-    /// The first box of leaf entry `e` that contains `key`, else `u32::MAX`.
-    #[inline(always)]
-    pub fn first_in(&self, table: &BoxTable<S>, e: u64, key: &S::Key) -> u32 {
-        self.leaf_first(table, self.chunk_of(e), key)
+    pub fn first_n<const N: usize>(&self, table: &BoxTable<S>, keys: [&S::Key; N]) -> [u32; N] {
+        let c = self.leaves_of(keys);
+        std::array::from_fn(|i| self.leaf_first(table, c[i], keys[i]))
     }
 
     /// [`Tree::lookup`] for `N` keys at once: `bound[i]` is lowered to key `i`'s first match
