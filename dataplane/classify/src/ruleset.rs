@@ -357,9 +357,11 @@ impl Ruleset {
     /// Classifies a burst: `out[i]` answers `pkts[i]` (extra entries of the longer slice are
     /// left alone).
     ///
-    /// One packet after the other: walking the trees of a whole burst level by level (so the
-    /// loads of different packets overlap) was measured and lost, its bookkeeping costing more
-    /// than the mispredicted loop exits it saves (see BENCHMARKS.md "Classifier").
+    /// Groups of [`GROUP`] IPv4 packets walk each tree in lockstep (leaves step to
+    /// themselves, so the group needs no per-packet exit test); the rest one by one. Walking
+    /// a whole burst level by level with lists of live walkers was measured and lost, its
+    /// bookkeeping costing more than the mispredictions it saves (see BENCHMARKS.md
+    /// "Classifier").
     #[inline]
     pub fn classify_bulk(&self, pkts: &[PacketFields], out: &mut [Match]) {
         let n = pkts.len().min(out.len());

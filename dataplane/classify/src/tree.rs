@@ -149,7 +149,7 @@ impl<S: Space> Tree<S> {
                 ptrs: vec![EMPTY_LEAF, 0],
                 // Chunk 0: the empty leaf. About one chunk per box is typical (ClassBench
                 // sets: 0.6-1.2); reserving that up front saves the copies of a growing
-                // vector of 384-byte chunks.
+                // vector of 320-byte chunks.
                 chunks: vec![Chunk {
                     lanes: S::Lanes::default(),
                     idx: EMPTY_CHUNK_IDX,
