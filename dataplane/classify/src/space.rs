@@ -473,8 +473,9 @@ mod simd {
         }
     }
 
-    #[cfg(not(target_arch = "x86_64"))]
-    mod imp {
+    /// The portable form; on x86-64 compiled for tests only, which check it against SSE2.
+    #[cfg(any(not(target_arch = "x86_64"), test))]
+    pub(super) mod portable {
         /// 16 bytes, read as 4 × 32 or 8 × 16 bits (little-endian lane order).
         pub type V = [u8; 16];
 
@@ -546,7 +547,57 @@ mod simd {
         }
     }
 
+    #[cfg(not(target_arch = "x86_64"))]
+    use portable as imp;
+
     pub use imp::*;
+
+    #[cfg(all(test, target_arch = "x86_64"))]
+    mod tests {
+        use super::{imp as sse, portable};
+
+        fn bytes(v: sse::V) -> [u8; 16] {
+            <[u8; 16]>::from(v)
+        }
+
+        /// Every operation of the scan gives the same bits in both forms, on values that
+        /// cross the signed/unsigned boundaries.
+        #[test]
+        fn portable_matches_sse2() {
+            let vals32 = [0u32, 1, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, 0x1234_5678];
+            let vals16 = [0u16, 1, 0x7fff, 0x8000, 0xffff, 0x1234];
+            for (i, &a) in vals32.iter().enumerate() {
+                for &b in &vals32[i..] {
+                    let x32 = [a, b, a ^ b, b.wrapping_sub(a)];
+                    let y32 = [b, a, a, b];
+                    let x16 = [a as u16, b as u16, 0x8000, 0x7fff, 1, 0, 0xffff, a as u16];
+                    let y16 = vals16.map(|v| v ^ b as u16);
+                    let y16 = [y16[0], y16[1], y16[2], y16[3], y16[4], y16[5], 3, 0x8001];
+                    let (sa, sb) = (sse::from32(x32), sse::from32(y32));
+                    let (pa, pb) = (portable::from32(x32), portable::from32(y32));
+                    assert_eq!(bytes(sa), pa);
+                    assert_eq!(bytes(sse::sub32(sa, sb)), portable::sub32(pa, pb));
+                    assert_eq!(bytes(sse::gt32(sa, sb)), portable::gt32(pa, pb));
+                    assert_eq!(bytes(sse::or(sa, sb)), portable::or(pa, pb));
+                    assert_eq!(bytes(sse::splat32(a)), portable::splat32(a));
+                    let (sc, sd) = (sse::from16(x16), sse::from16(y16));
+                    let (pc, pd) = (portable::from16(x16), portable::from16(y16));
+                    assert_eq!(bytes(sc), pc);
+                    assert_eq!(bytes(sse::sub16(sc, sd)), portable::sub16(pc, pd));
+                    assert_eq!(bytes(sse::gt16(sc, sd)), portable::gt16(pc, pd));
+                    assert_eq!(bytes(sse::splat16(b as u16)), portable::splat16(b as u16));
+                    // Narrowing and packing see masks (0 or all ones) only.
+                    let (m1, m2) = (sse::gt32(sa, sb), sse::gt32(sb, sa));
+                    let (q1, q2) = (portable::gt32(pa, pb), portable::gt32(pb, pa));
+                    let n = sse::narrow32(m1, m2);
+                    assert_eq!(bytes(n), portable::narrow32(q1, q2));
+                    let m = sse::or(n, sse::gt16(sc, sd));
+                    let q = portable::or(portable::narrow32(q1, q2), portable::gt16(pc, pd));
+                    assert_eq!(sse::low_bytes(m), portable::low_bytes(q));
+                }
+            }
+        }
+    }
 }
 
 /// Lanes of `c` whose VLAN/VNI/direction limits admit the key (all others set). Out of line:
