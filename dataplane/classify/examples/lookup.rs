@@ -36,4 +36,33 @@ fn main() {
         rs.build_time().as_secs_f64() * 1e3,
         rs.build_stats()
     );
+    // Per tree: share of packets that walk it, mean node steps and leaf chunks scanned.
+    if std::env::var_os("LOOKUP_COST").is_some() {
+        let mut acc: Vec<(usize, usize, usize)> = Vec::new();
+        let mut depth: Vec<Vec<usize>> = Vec::new();
+        for p in &pkts {
+            let c = rs.lookup_cost(p);
+            depth.resize(depth.len().max(c.len()), vec![0; 64]);
+            for (h, &(n, _)) in depth.iter_mut().zip(&c) {
+                h[n.min(63)] += 1;
+            }
+            acc.resize(acc.len().max(c.len()), (0, 0, 0));
+            for (a, &(n, s)) in acc.iter_mut().zip(&c) {
+                a.0 += (n + s > 0) as usize;
+                a.1 += n;
+                a.2 += s;
+            }
+        }
+        let n = pkts.len() as f64;
+        for (t, &(w, nodes, scans)) in acc.iter().enumerate() {
+            println!(
+                "tree {t}: walked by {:.0}%, {:.2} nodes, {:.2} chunks per packet",
+                w as f64 / n * 100.0,
+                nodes as f64 / n,
+                scans as f64 / n
+            );
+            let last = depth[t].iter().rposition(|&x| x > 0).unwrap_or(0);
+            println!("  packets by node steps: {:?}", &depth[t][..=last]);
+        }
+    }
 }

@@ -64,6 +64,26 @@ impl<S: Space> Forest<S> {
         best
     }
 
+    /// [`Forest::lookup`] for `N` keys at once (from no bound): each tree is walked by
+    /// the `N` keys in lockstep.
+    ///
+    /// Walking several trees in one lockstep loop as well (one exit branch for all of them)
+    /// was measured on fw1_1k, whose first three trees every packet walks: fewer
+    /// mispredictions (1.6 against 2.0 per packet) but 27% more instructions (the shallow
+    /// trees idle along the deepest one), and slower; not kept.
+    #[inline(always)]
+    pub fn lookup_n<const N: usize>(&self, keys: [&S::Key; N]) -> [u32; N] {
+        let Some((first, rest)) = self.trees.split_first() else {
+            return [u32::MAX; N];
+        };
+        // The first tree unconditionally: every packet walks it.
+        let mut best = first.first_n(&self.table, keys);
+        for t in rest {
+            t.lookup_n(&self.table, keys, &mut best);
+        }
+        best
+    }
+
     /// Per tree: (nodes visited, leaf chunks scanned), for tuning.
     pub fn cost(&self, key: &S::Key) -> Vec<(usize, usize)> {
         let mut best = u32::MAX;

@@ -103,12 +103,29 @@ impl Classifier {
         }
     }
 
+    /// [`Classifier::lookup`] for [`GROUP`] packets: IPv4 ones walk the trees together.
+    #[inline(always)]
+    fn lookup_group(&self, p: &[PacketFields; GROUP]) -> [u32; GROUP] {
+        if p.iter().all(|p| p.family == Family::V4) {
+            let keys = p.each_ref().map(V4::key_of);
+            let b = self.v4.lookup_n(keys.each_ref());
+            b.map(|b| self.v4_rule.get(b as usize).copied().unwrap_or(u32::MAX))
+        } else {
+            p.each_ref().map(|p| self.lookup(p))
+        }
+    }
+
     fn memory_bytes(&self) -> usize {
         self.v4.memory_bytes()
             + self.v6.memory_bytes()
             + (self.v4_rule.capacity() + self.v6_rule.capacity()) * 4
     }
 }
+
+/// Packets a burst lookup walks the trees with at once: each tree walk ends in a branch whose
+/// outcome (the leaf depth) varies from packet to packet; walked together, a group pays that
+/// misprediction once, and the group's loads overlap.
+const GROUP: usize = 4;
 
 /// A compiled, immutable ruleset of one generation.
 pub struct Ruleset {
@@ -401,12 +418,29 @@ impl Ruleset {
     /// Classifies a burst: `out[i]` answers `pkts[i]` (extra entries of the longer slice are
     /// left alone).
     ///
-    /// One packet after the other: walking the trees of a whole burst level by level (so the
-    /// loads of different packets overlap) was measured and lost, its bookkeeping costing more
-    /// than the mispredicted loop exits it saves (see BENCHMARKS.md "Classifier").
+    /// Groups of [`GROUP`] IPv4 packets walk each tree in lockstep (leaves step to
+    /// themselves, so the group needs no per-packet exit test); the rest one by one. Walking
+    /// a whole burst level by level with lists of live walkers was measured and lost, its
+    /// bookkeeping costing more than the mispredictions it saves (see BENCHMARKS.md
+    /// "Classifier").
     #[inline]
     pub fn classify_bulk(&self, pkts: &[PacketFields], out: &mut [Match]) {
-        for (p, o) in pkts.iter().zip(out.iter_mut()) {
+        let n = pkts.len().min(out.len());
+        let (pkts, out) = (&pkts[..n], &mut out[..n]);
+        let mut pc = pkts.chunks_exact(GROUP);
+        let mut oc = out.chunks_exact_mut(GROUP);
+        for (p, o) in (&mut pc).zip(&mut oc) {
+            let p: &[PacketFields; GROUP] = p.try_into().expect("chunk of GROUP");
+            let hit = self.enforce.lookup_group(p);
+            let mon = match &self.monitor {
+                Some(m) => m.lookup_group(p),
+                None => [u32::MAX; GROUP],
+            };
+            for i in 0..GROUP {
+                o[i] = self.answer_with(hit[i], mon[i]);
+            }
+        }
+        for (p, o) in pc.remainder().iter().zip(oc.into_remainder()) {
             *o = self.answer(p, self.enforce.lookup(p));
         }
     }
@@ -440,7 +474,15 @@ impl Ruleset {
     /// Enforcing rule index only (`u32::MAX` = none), for the ClassBench harness.
     #[inline]
     pub fn classify_index_bulk(&self, pkts: &[PacketFields], out: &mut [u32]) {
-        for (p, o) in pkts.iter().zip(out.iter_mut()) {
+        let n = pkts.len().min(out.len());
+        let (pkts, out) = (&pkts[..n], &mut out[..n]);
+        let mut pc = pkts.chunks_exact(GROUP);
+        let mut oc = out.chunks_exact_mut(GROUP);
+        for (p, o) in (&mut pc).zip(&mut oc) {
+            let p: &[PacketFields; GROUP] = p.try_into().expect("chunk of GROUP");
+            o.copy_from_slice(&self.enforce.lookup_group(p));
+        }
+        for (p, o) in pc.remainder().iter().zip(oc.into_remainder()) {
             *o = self.enforce.lookup(p);
         }
     }

@@ -212,8 +212,8 @@ pub(crate) trait Space: Sized {
     fn child(key: &Self::Key, d: u8, shift: u8, mask: u32) -> usize;
     /// Whether the box contains the point.
     fn matches(r: &Self::Rule, key: &Self::Key, extras: &[Extras]) -> bool;
-    /// Stores `r` in lane `l`.
-    fn set_lane(lanes: &mut Self::Lanes, l: usize, r: &Self::Rule);
+    /// The lane form of up to [`LANES`] boxes (`None`: an empty lane).
+    fn pack(rules: [Option<&Self::Rule>; LANES]) -> Self::Lanes;
     /// Byte `l` is `0xff` when lane `l` of `c` contains the point, else 0 (lanes without a
     /// box: either).
     fn lanes_match(
@@ -229,11 +229,19 @@ pub(crate) struct V4;
 
 /// An IPv4 packet point: the five cut fields, then VLAN, VNI, direction (eight lanes, so a
 /// cut field index masked with 7 needs no bounds check).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct KeyV4 {
     pub f: [u32; 8],
-    /// The five cut fields, each repeated four times: the operand form of the chunk scan.
-    pub wide: [[u32; 4]; 5],
+    /// The cut fields in the operand form of the chunk scan, each repeated across a vector
+    /// (addresses as 4 × 32 bits, ports and protocol as 8 × 16 bits), top bits flipped (see
+    /// [`LanesV4`]).
+    wide: [simd::V; 5],
+}
+
+impl Default for KeyV4 {
+    fn default() -> Self {
+        KeyV4::new([0; 8])
+    }
 }
 
 impl KeyV4 {
@@ -242,7 +250,13 @@ impl KeyV4 {
     pub fn new(f: [u32; 8]) -> Self {
         KeyV4 {
             f,
-            wide: std::array::from_fn(|d| [f[d]; 4]),
+            wide: [
+                simd::splat32(f[0] ^ BIAS32),
+                simd::splat32(f[1] ^ BIAS32),
+                simd::splat16(f[2] as u16 ^ BIAS16),
+                simd::splat16(f[3] as u16 ^ BIAS16),
+                simd::splat16(f[4] as u16 ^ BIAS16),
+            ],
         }
     }
 }
@@ -266,29 +280,36 @@ pub(crate) struct RuleV4 {
     extras: u32,
 }
 
-/// IPv4 boxes of a chunk, one array per field (structure of arrays), every field widened to
-/// 32 bits: the scan of a chunk is the same subtract-and-compare on every lane, which the
-/// compiler turns into 4-wide vector code (SSE2, the x86-64 baseline). `lo` and `span` are
-/// stored with their top bit flipped: then `k - lo` comes out flipped too, and the unsigned
-/// `k - lo <= span` is a signed compare, the only 32-bit compare SSE2 has.
+/// IPv4 boxes of a chunk as structure of arrays in SSE2 vectors (the x86-64 baseline):
+/// addresses 4 lanes of 32 bits per vector (two vectors per field), ports and protocol 8
+/// lanes of 16 bits (one vector per field), so a chunk scan is 7 subtract-compare pairs, and
+/// the masks narrow to one byte per lane with two saturating packs.
+///
+/// A box contains the key when `key - lo <= span` (unsigned, wrapping) in every field. SSE2
+/// only compares signed, so keys, `lo` and `span` are stored with their top bit flipped:
+/// `(key ^ B) - (lo ^ B) = key - lo`, and flipping both sides of an unsigned compare makes
+/// it a signed one: lane misses when `(key - lo) ^ B > span ^ B`. The key is flipped once
+/// per packet, so the scan computes `(key ^ B) - lo` with `lo` stored plain.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 pub(crate) struct LanesV4 {
-    lo: [[u32; LANES]; 5],
-    span: [[i32; LANES]; 5],
+    /// Source lanes 0-3, 4-7, then destination lanes 0-3, 4-7.
+    lo32: [simd::V; 4],
+    span32: [simd::V; 4],
+    /// Source port, destination port, protocol (8 lanes each).
+    lo16: [simd::V; 3],
+    span16: [simd::V; 3],
 }
 
 impl Default for LanesV4 {
     fn default() -> Self {
-        LanesV4 {
-            lo: [[0; LANES]; 5],
-            span: [[i32::MIN; LANES]; 5],
-        }
+        V4::pack([None; LANES])
     }
 }
 
-/// Flips the top bit (see [`LanesV4`]).
-const BIAS: u32 = 1 << 31;
+/// Top bits (see [`LanesV4`]).
+const BIAS32: u32 = 1 << 31;
+const BIAS16: u16 = 1 << 15;
 
 impl Space for V4 {
     type Key = KeyV4;
@@ -333,31 +354,37 @@ impl Space for V4 {
             || extras_match(&extras[r.extras as usize], &[key.f[5], key.f[6], key.f[7]]))
     }
 
-    fn set_lane(c: &mut LanesV4, l: usize, r: &RuleV4) {
-        let lo = [
-            r.src_lo,
-            r.dst_lo,
-            r.sport_lo as u32,
-            r.dport_lo as u32,
-            r.proto_lo as u32,
-        ];
-        let span = [
-            r.src_span,
-            r.dst_span,
-            r.sport_span as u32,
-            r.dport_span as u32,
-            r.proto_span as u32,
-        ];
-        for d in 0..5 {
-            c.lo[d][l] = lo[d] ^ BIAS;
-            c.span[d][l] = (span[d] ^ BIAS) as i32;
+    fn pack(rules: [Option<&RuleV4>; LANES]) -> LanesV4 {
+        // An empty lane: `lo` 0 and the smallest span, so it matches only a zero key (the
+        // chunk's `valid` mask drops it anyway).
+        let f32 = |g: usize, lo: fn(&RuleV4) -> u32, span: fn(&RuleV4) -> u32| {
+            let l: [u32; 4] = std::array::from_fn(|i| rules[g * 4 + i].map_or(0, lo));
+            let s: [u32; 4] = std::array::from_fn(|i| rules[g * 4 + i].map_or(0, span) ^ BIAS32);
+            (simd::from32(l), simd::from32(s))
+        };
+        let f16 = |lo: fn(&RuleV4) -> u16, span: fn(&RuleV4) -> u16| {
+            let l: [u16; 8] = std::array::from_fn(|i| rules[i].map_or(0, lo));
+            let s: [u16; 8] = std::array::from_fn(|i| rules[i].map_or(0, span) ^ BIAS16);
+            (simd::from16(l), simd::from16(s))
+        };
+        let (s0, s0s) = f32(0, |r| r.src_lo, |r| r.src_span);
+        let (s1, s1s) = f32(1, |r| r.src_lo, |r| r.src_span);
+        let (d0, d0s) = f32(0, |r| r.dst_lo, |r| r.dst_span);
+        let (d1, d1s) = f32(1, |r| r.dst_lo, |r| r.dst_span);
+        let (sp, sps) = f16(|r| r.sport_lo, |r| r.sport_span);
+        let (dp, dps) = f16(|r| r.dport_lo, |r| r.dport_span);
+        let (pr, prs) = f16(|r| r.proto_lo as u16, |r| r.proto_span as u16);
+        LanesV4 {
+            lo32: [s0, s1, d0, d1],
+            span32: [s0s, s1s, d0s, d1s],
+            lo16: [sp, dp, pr],
+            span16: [sps, dps, prs],
         }
     }
 
     #[inline(always)]
     fn lanes_match(c: &Chunk<LanesV4>, rules: &[RuleV4], key: &KeyV4, extras: &[Extras]) -> u64 {
-        let x = &c.lanes;
-        let mut m = lanes8(x, &key.wide);
+        let mut m = lanes8(&c.lanes, &key.wide);
         if c.extras != 0 {
             m &= extras_lanes(c, rules, key, extras);
         }
@@ -365,26 +392,212 @@ impl Space for V4 {
     }
 }
 
-/// Byte `l` is `0xff` when lane `l` contains the point. The lanes are handled in groups of four,
-/// the shape the vectorizer maps onto one SSE2 register each, and every key field comes
-/// already repeated four times, in memory: given the key as plain `u32`s, or inlined into the
-/// tree walk, the vectorizer mixes lanes and fields and the result is mostly scalar.
-#[inline(never)]
-fn lanes8(x: &LanesV4, k: &[[u32; 4]; 5]) -> u64 {
-    let mut miss = [0u8; LANES];
-    for g in 0..LANES / 4 {
-        let mut acc = [0i32; 4];
-        for d in 0..5 {
-            for l in 0..4 {
-                let diff = k[d][l].wrapping_sub(x.lo[d][g * 4 + l]) as i32;
-                acc[l] |= -((diff > x.span[d][g * 4 + l]) as i32);
-            }
+/// Byte `l` is `0xff` when lane `l` contains the point (see [`LanesV4`]).
+#[inline(always)]
+fn lanes8(x: &LanesV4, k: &[simd::V; 5]) -> u64 {
+    use simd::*;
+    let miss32 = |k: V, lo: V, span: V| gt32(sub32(k, lo), span);
+    let miss16 = |k: V, lo: V, span: V| gt16(sub16(k, lo), span);
+    let g0 = or(
+        miss32(k[0], x.lo32[0], x.span32[0]),
+        miss32(k[1], x.lo32[2], x.span32[2]),
+    );
+    let g1 = or(
+        miss32(k[0], x.lo32[1], x.span32[1]),
+        miss32(k[1], x.lo32[3], x.span32[3]),
+    );
+    let ports = or(
+        or(
+            miss16(k[2], x.lo16[0], x.span16[0]),
+            miss16(k[3], x.lo16[1], x.span16[1]),
+        ),
+        miss16(k[4], x.lo16[2], x.span16[2]),
+    );
+    !low_bytes(or(narrow32(g0, g1), ports))
+}
+
+/// The few SSE2 operations the chunk scan uses (through safe_arch's safe wrappers; SSE2 is
+/// part of the x86-64 baseline), with a portable fallback elsewhere.
+mod simd {
+    #[cfg(target_arch = "x86_64")]
+    mod imp {
+        use safe_arch::*;
+
+        pub type V = m128i;
+
+        #[inline(always)]
+        pub fn splat32(x: u32) -> V {
+            set_splat_i32_m128i(x as i32)
         }
-        for l in 0..4 {
-            miss[g * 4 + l] = acc[l] as u8;
+        #[inline(always)]
+        pub fn splat16(x: u16) -> V {
+            set_splat_i16_m128i(x as i16)
+        }
+        pub fn from32(a: [u32; 4]) -> V {
+            m128i::from(a.map(|x| x as i32))
+        }
+        pub fn from16(a: [u16; 8]) -> V {
+            m128i::from(a)
+        }
+        #[inline(always)]
+        pub fn sub32(a: V, b: V) -> V {
+            sub_i32_m128i(a, b)
+        }
+        #[inline(always)]
+        pub fn sub16(a: V, b: V) -> V {
+            sub_i16_m128i(a, b)
+        }
+        /// Signed `a > b` per 32-bit lane (all ones or zero).
+        #[inline(always)]
+        pub fn gt32(a: V, b: V) -> V {
+            cmp_gt_mask_i32_m128i(a, b)
+        }
+        /// Signed `a > b` per 16-bit lane.
+        #[inline(always)]
+        pub fn gt16(a: V, b: V) -> V {
+            cmp_gt_mask_i16_m128i(a, b)
+        }
+        #[inline(always)]
+        pub fn or(a: V, b: V) -> V {
+            bitor_m128i(a, b)
+        }
+        /// Two vectors of 32-bit masks as one of 16-bit masks (`a`'s lanes first).
+        #[inline(always)]
+        pub fn narrow32(a: V, b: V) -> V {
+            pack_i32_to_i16_m128i(a, b)
+        }
+        /// Eight 16-bit masks as eight bytes (lane 0 in the low byte).
+        #[inline(always)]
+        pub fn low_bytes(a: V) -> u64 {
+            get_i64_from_m128i_s(pack_i16_to_i8_m128i(a, a)) as u64
         }
     }
-    !u64::from_le_bytes(miss)
+
+    /// The portable form; on x86-64 compiled for tests only, which check it against SSE2.
+    #[cfg(any(not(target_arch = "x86_64"), test))]
+    pub(super) mod portable {
+        /// 16 bytes, read as 4 × 32 or 8 × 16 bits (little-endian lane order).
+        pub type V = [u8; 16];
+
+        fn l32(a: V) -> [i32; 4] {
+            std::array::from_fn(|i| i32::from_le_bytes(a[4 * i..4 * i + 4].try_into().unwrap()))
+        }
+        fn l16(a: V) -> [i16; 8] {
+            std::array::from_fn(|i| i16::from_le_bytes(a[2 * i..2 * i + 2].try_into().unwrap()))
+        }
+        fn v32(a: [i32; 4]) -> V {
+            let mut v = [0; 16];
+            for (i, x) in a.iter().enumerate() {
+                v[4 * i..4 * i + 4].copy_from_slice(&x.to_le_bytes());
+            }
+            v
+        }
+        fn v16(a: [i16; 8]) -> V {
+            let mut v = [0; 16];
+            for (i, x) in a.iter().enumerate() {
+                v[2 * i..2 * i + 2].copy_from_slice(&x.to_le_bytes());
+            }
+            v
+        }
+        pub fn splat32(x: u32) -> V {
+            v32([x as i32; 4])
+        }
+        pub fn splat16(x: u16) -> V {
+            v16([x as i16; 8])
+        }
+        pub fn from32(a: [u32; 4]) -> V {
+            v32(a.map(|x| x as i32))
+        }
+        pub fn from16(a: [u16; 8]) -> V {
+            v16(a.map(|x| x as i16))
+        }
+        pub fn sub32(a: V, b: V) -> V {
+            let (a, b) = (l32(a), l32(b));
+            v32(std::array::from_fn(|i| a[i].wrapping_sub(b[i])))
+        }
+        pub fn sub16(a: V, b: V) -> V {
+            let (a, b) = (l16(a), l16(b));
+            v16(std::array::from_fn(|i| a[i].wrapping_sub(b[i])))
+        }
+        pub fn gt32(a: V, b: V) -> V {
+            let (a, b) = (l32(a), l32(b));
+            v32(std::array::from_fn(|i| -((a[i] > b[i]) as i32)))
+        }
+        pub fn gt16(a: V, b: V) -> V {
+            let (a, b) = (l16(a), l16(b));
+            v16(std::array::from_fn(|i| -((a[i] > b[i]) as i16)))
+        }
+        pub fn or(a: V, b: V) -> V {
+            std::array::from_fn(|i| a[i] | b[i])
+        }
+        /// Inputs are masks (0 or -1), so saturation never applies.
+        pub fn narrow32(a: V, b: V) -> V {
+            let (a, b) = (l32(a), l32(b));
+            v16(std::array::from_fn(|i| {
+                if i < 4 {
+                    a[i] as i16
+                } else {
+                    b[i - 4] as i16
+                }
+            }))
+        }
+        pub fn low_bytes(a: V) -> u64 {
+            let a = l16(a);
+            u64::from_le_bytes(a.map(|x| x as u8))
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    use portable as imp;
+
+    pub use imp::*;
+
+    #[cfg(all(test, target_arch = "x86_64"))]
+    mod tests {
+        use super::{imp as sse, portable};
+
+        fn bytes(v: sse::V) -> [u8; 16] {
+            <[u8; 16]>::from(v)
+        }
+
+        /// Every operation of the scan gives the same bits in both forms, on values that
+        /// cross the signed/unsigned boundaries.
+        #[test]
+        fn portable_matches_sse2() {
+            let vals32 = [0u32, 1, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, 0x1234_5678];
+            let vals16 = [0u16, 1, 0x7fff, 0x8000, 0xffff, 0x1234];
+            for (i, &a) in vals32.iter().enumerate() {
+                for &b in &vals32[i..] {
+                    let x32 = [a, b, a ^ b, b.wrapping_sub(a)];
+                    let y32 = [b, a, a, b];
+                    let x16 = [a as u16, b as u16, 0x8000, 0x7fff, 1, 0, 0xffff, a as u16];
+                    let y16 = vals16.map(|v| v ^ b as u16);
+                    let y16 = [y16[0], y16[1], y16[2], y16[3], y16[4], y16[5], 3, 0x8001];
+                    let (sa, sb) = (sse::from32(x32), sse::from32(y32));
+                    let (pa, pb) = (portable::from32(x32), portable::from32(y32));
+                    assert_eq!(bytes(sa), pa);
+                    assert_eq!(bytes(sse::sub32(sa, sb)), portable::sub32(pa, pb));
+                    assert_eq!(bytes(sse::gt32(sa, sb)), portable::gt32(pa, pb));
+                    assert_eq!(bytes(sse::or(sa, sb)), portable::or(pa, pb));
+                    assert_eq!(bytes(sse::splat32(a)), portable::splat32(a));
+                    let (sc, sd) = (sse::from16(x16), sse::from16(y16));
+                    let (pc, pd) = (portable::from16(x16), portable::from16(y16));
+                    assert_eq!(bytes(sc), pc);
+                    assert_eq!(bytes(sse::sub16(sc, sd)), portable::sub16(pc, pd));
+                    assert_eq!(bytes(sse::gt16(sc, sd)), portable::gt16(pc, pd));
+                    assert_eq!(bytes(sse::splat16(b as u16)), portable::splat16(b as u16));
+                    // Narrowing and packing see masks (0 or all ones) only.
+                    let (m1, m2) = (sse::gt32(sa, sb), sse::gt32(sb, sa));
+                    let (q1, q2) = (portable::gt32(pa, pb), portable::gt32(pb, pa));
+                    let n = sse::narrow32(m1, m2);
+                    assert_eq!(bytes(n), portable::narrow32(q1, q2));
+                    let m = sse::or(n, sse::gt16(sc, sd));
+                    let q = portable::or(portable::narrow32(q1, q2), portable::gt16(pc, pd));
+                    assert_eq!(sse::low_bytes(m), portable::low_bytes(q));
+                }
+            }
+        }
+    }
 }
 
 /// Lanes of `c` whose VLAN/VNI/direction limits admit the key (all others set). Out of line:
@@ -474,7 +687,7 @@ impl Space for V6 {
         ok && (r.extras == NO_EXTRAS || extras_match(&extras[r.extras as usize], &key.ext))
     }
 
-    fn set_lane(_: &mut (), _: usize, _: &RuleV6) {}
+    fn pack(_: [Option<&RuleV6>; LANES]) {}
 
     #[inline(always)]
     fn lanes_match(c: &Chunk<()>, rules: &[RuleV6], key: &KeyV6, extras: &[Extras]) -> u64 {

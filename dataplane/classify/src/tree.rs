@@ -41,27 +41,44 @@ impl Default for TreeParams {
 
 /// Tree entries are `u64`s that carry everything a lookup needs to take the next step, so a
 /// level costs one dependent load: an inner node is `base | dim << 32 | shift << 40 |
-/// mask << 48` (children at `ptrs[base + ((key[dim] >> shift) & mask)]`); a leaf is
-/// `LEAF | chunk index`.
-const LEAF: u64 = 1 << 63;
+/// mask << 48` (children at `ptrs[base + ((key[dim] >> shift) & mask)]`, mask at least 1).
+///
+/// A leaf is its `slot` alone (mask 0): `ptrs[slot]` holds the leaf entry itself and
+/// `ptrs[slot + 1]` its chunk word. So a step from a leaf stays on it, and several walks
+/// (packets of a burst) can advance together with no per-walk exit test: the loop ends once
+/// every walk reached its leaf (the OR of their masks is 0), one hard-to-predict exit for the
+/// group instead of one each.
+const MASK_SHIFT: u32 = 48;
+
+#[inline(always)]
+fn is_leaf(e: u64) -> bool {
+    e >> MASK_SHIFT == 0
+}
+
+/// The empty leaf (every tree has it, at the start of `ptrs`).
+const EMPTY_LEAF: u64 = 0;
 
 #[inline(always)]
 fn inner(base: usize, dim: usize, shift: u32, mask: u32) -> u64 {
-    debug_assert!(base < u32::MAX as usize && mask < 1 << 15);
-    base as u64 | (dim as u64) << 32 | (shift as u64) << 40 | (mask as u64) << 48
+    debug_assert!(base < u32::MAX as usize && (1..1 << 15).contains(&mask));
+    base as u64 | (dim as u64) << 32 | (shift as u64) << 40 | (mask as u64) << MASK_SHIFT
 }
 
 #[inline(always)]
 fn step<S: Space>(ptrs: &[u64], e: u64, key: &S::Key) -> u64 {
     let base = e as u32 as usize;
+    // Inner entries and leaves both have bit 63 clear: the mask needs no masking.
     let c = S::child(
         key,
         (e >> 32) as u8,
         (e >> 40) as u8,
-        ((e >> 48) as u32) & 0x7fff,
+        (e >> MASK_SHIFT) as u32,
     );
     ptrs[base + c]
 }
+
+/// Flag of a leaf's chunk word: the leaf spans several chunks.
+const MULTI_CHUNK: u64 = 1 << 63;
 
 /// A built tree. Leaves are runs of [`Chunk`]s holding their boxes' fields inline (a box is
 /// copied into every leaf it reaches) plus the boxes' indices in the table shared by all
@@ -93,7 +110,8 @@ struct Builder<'a, S: Space> {
     has_extras: Vec<bool>,
     params: TreeParams,
     tree: Tree<S>,
-    leaf_dedup: HashMap<Vec<u32>, u32>,
+    /// Leaf entry of each distinct member list.
+    leaf_dedup: HashMap<Vec<u32>, u64>,
 }
 
 fn region_hi(lo: u128, bits: u32) -> u128 {
@@ -126,11 +144,12 @@ impl<S: Space> Tree<S> {
             has_extras: boxes.iter().map(|b| !b.extras_any()).collect(),
             params,
             tree: Tree {
-                root: LEAF,
-                ptrs: Vec::new(),
+                root: EMPTY_LEAF,
+                // The empty leaf: itself, then chunk 0.
+                ptrs: vec![EMPTY_LEAF, 0],
                 // Chunk 0: the empty leaf. About one chunk per box is typical (ClassBench
                 // sets: 0.6-1.2); reserving that up front saves the copies of a growing
-                // vector of 384-byte chunks.
+                // vector of 320-byte chunks.
                 chunks: vec![Chunk {
                     lanes: S::Lanes::default(),
                     idx: EMPTY_CHUNK_IDX,
@@ -143,9 +162,9 @@ impl<S: Space> Tree<S> {
             },
             leaf_dedup: HashMap::new(),
         };
-        b.leaf_dedup.insert(Vec::new(), 0);
+        b.leaf_dedup.insert(Vec::new(), EMPTY_LEAF);
         b.tree.chunks.reserve(members.len().min(1 << 16));
-        let root = b.node(members, [0; 5], S::BITS, 0);
+        let root = b.node(&members, [0; 5], S::BITS, 0);
         b.tree.root = root;
         let mut t = b.tree;
         t.ptrs.shrink_to_fit();
@@ -153,16 +172,28 @@ impl<S: Space> Tree<S> {
         t
     }
 
-    /// The first box (in priority order) of the leaf run at `c` that contains `key`, else
-    /// `u32::MAX`.
+    /// The first box (in priority order) of the leaf whose chunk word (see [`MASK_SHIFT`]) is `w`
+    /// that contains `key`, else `u32::MAX`.
     #[inline(always)]
-    fn leaf_first(&self, table: &BoxTable<S>, mut c: usize, key: &S::Key) -> u32 {
+    fn leaf_first(&self, table: &BoxTable<S>, w: u64, key: &S::Key) -> u32 {
+        let c = w as u32 as usize;
+        // One chunk, the common case: no test of the scan's outcome, which is the packet's
+        // business and would mispredict often.
+        if w & MULTI_CHUNK == 0 {
+            let ch = &self.chunks[c];
+            let m = S::lanes_match(ch, &table.rules, key, &table.extras) & ch.valid;
+            return ch.idx[(m.trailing_zeros() / 8) as usize];
+        }
+        self.leaf_first_run(table, c, key)
+    }
+
+    /// [`Tree::leaf_first`] of a leaf spanning several chunks.
+    fn leaf_first_run(&self, table: &BoxTable<S>, mut c: usize, key: &S::Key) -> u32 {
         loop {
             let ch = &self.chunks[c];
             let m = S::lanes_match(ch, &table.rules, key, &table.extras) & ch.valid;
-            let first = ch.idx[(m.trailing_zeros() / 8) as usize];
             if m != 0 || !ch.more {
-                return first;
+                return ch.idx[(m.trailing_zeros() / 8) as usize];
             }
             c += 1;
         }
@@ -180,12 +211,58 @@ impl<S: Space> Tree<S> {
 
     /// Chunk index of the leaf `key` falls in.
     #[inline(always)]
-    fn leaf_of(&self, key: &S::Key) -> usize {
+    fn leaf_of(&self, key: &S::Key) -> u64 {
         let mut e = self.root;
-        while e & LEAF == 0 {
+        while !is_leaf(e) {
             e = step::<S>(&self.ptrs, e, key);
         }
-        (e & !LEAF) as usize
+        self.chunk_of(e)
+    }
+
+    /// The chunk word of a leaf entry: chunk index, and [`MULTI_CHUNK`] when the leaf
+    /// continues in the chunks after it.
+    #[inline(always)]
+    fn chunk_of(&self, leaf: u64) -> u64 {
+        self.ptrs[leaf as u32 as usize + 1]
+    }
+
+    /// Chunk indices of the leaves of `N` keys, walked in lockstep (see [`MASK_SHIFT`]).
+    #[inline(always)]
+    fn leaves_of<const N: usize>(&self, keys: [&S::Key; N]) -> [u64; N] {
+        let mut e = [self.root; N];
+        while !is_leaf(e.iter().fold(0, |a, &x| a | x)) {
+            for i in 0..N {
+                e[i] = step::<S>(&self.ptrs, e[i], keys[i]);
+            }
+        }
+        e.map(|x| self.chunk_of(x))
+    }
+
+    /// The first matching box of each of `N` keys (`u32::MAX`: none).
+    #[inline(always)]
+    pub fn first_n<const N: usize>(&self, table: &BoxTable<S>, keys: [&S::Key; N]) -> [u32; N] {
+        let c = self.leaves_of(keys);
+        std::array::from_fn(|i| self.leaf_first(table, c[i], keys[i]))
+    }
+
+    /// [`Tree::lookup`] for `N` keys at once: `bound[i]` is lowered to key `i`'s first match
+    /// here when that comes before it.
+    #[inline(always)]
+    pub fn lookup_n<const N: usize>(
+        &self,
+        table: &BoxTable<S>,
+        keys: [&S::Key; N],
+        bound: &mut [u32; N],
+    ) {
+        if bound.iter().all(|&b| b <= self.min_box) {
+            return;
+        }
+        let c = self.leaves_of(keys);
+        for i in 0..N {
+            if bound[i] > self.min_box {
+                bound[i] = self.leaf_first(table, c[i], keys[i]).min(bound[i]);
+            }
+        }
     }
 
     /// (nodes visited, chunks scanned) for one lookup: for tuning.
@@ -195,11 +272,11 @@ impl<S: Space> Tree<S> {
         }
         let mut e = self.root;
         let mut nodes = 0;
-        while e & LEAF == 0 {
+        while !is_leaf(e) {
             e = step::<S>(&self.ptrs, e, key);
             nodes += 1;
         }
-        let mut c = (e & !LEAF) as usize;
+        let mut c = self.chunk_of(e) as u32 as usize;
         let mut scanned = 1;
         loop {
             let ch = &self.chunks[c];
@@ -216,7 +293,7 @@ impl<S: Space> Tree<S> {
     /// Build-box indices of the leaf `key` falls in (every box that can match `key` and was
     /// not pruned behind a box covering the whole leaf region).
     pub fn candidates<'a>(&'a self, key: &S::Key) -> impl Iterator<Item = u32> + 'a {
-        let first = self.leaf_of(key);
+        let first = self.leaf_of(key) as u32 as usize;
         let len = self.chunks[first..]
             .iter()
             .position(|c| !c.more)
@@ -243,23 +320,31 @@ impl<S: Space> Tree<S> {
 }
 
 impl<S: Space> Builder<'_, S> {
-    fn leaf(&mut self, members: Vec<u32>) -> u64 {
-        if let Some(&c) = self.leaf_dedup.get(&members) {
-            return LEAF | c as u64;
+    fn leaf(&mut self, members: &[u32]) -> u64 {
+        if let Some(&e) = self.leaf_dedup.get(members) {
+            return e;
         }
         let t = &mut self.tree;
-        let first = t.chunks.len() as u32;
+        let first = t.chunks.len() as u64;
+        let entry = t.ptrs.len() as u64;
+        let multi = if members.len() > LANES {
+            MULTI_CHUNK
+        } else {
+            0
+        };
+        t.ptrs.extend([entry, first | multi]);
         let runs = members.len().div_ceil(LANES);
         for (r, run) in members.chunks(LANES).enumerate() {
             let mut c = Chunk {
-                lanes: S::Lanes::default(),
+                lanes: S::pack(std::array::from_fn(|l| {
+                    run.get(l).map(|&m| &self.rules[m as usize])
+                })),
                 idx: EMPTY_CHUNK_IDX,
                 valid: 0,
                 extras: 0,
                 more: r + 1 < runs,
             };
             for (l, &m) in run.iter().enumerate() {
-                S::set_lane(&mut c.lanes, l, &self.rules[m as usize]);
                 c.idx[l] = m;
                 c.valid |= 0xff << (8 * l);
                 if self.has_extras[m as usize] {
@@ -269,52 +354,78 @@ impl<S: Space> Builder<'_, S> {
             t.chunks.push(c);
         }
         t.entries += members.len();
-        self.leaf_dedup.insert(members, first);
-        LEAF | first as u64
+        self.leaf_dedup.insert(members.to_vec(), entry);
+        entry
     }
 
-    fn node(&mut self, mut members: Vec<u32>, lo: [u128; 5], bits: [u32; 5], depth: u32) -> u64 {
+    fn node(&mut self, members: &[u32], lo: [u128; 5], bits: [u32; 5], depth: u32) -> u64 {
         let hi: [u128; 5] = std::array::from_fn(|d| region_hi(lo[d], bits[d]));
         // Everything after a box covering the whole region is unreachable here.
-        if let Some(pos) = members.iter().position(|&m| {
+        let members = match members.iter().position(|&m| {
             !self.has_extras[m as usize]
                 && (0..5).all(|d| {
                     let (blo, bhi) = self.cols[d][m as usize];
                     blo <= lo[d] && hi[d] <= bhi
                 })
         }) {
-            members.truncate(pos + 1);
-        }
+            Some(pos) => &members[..=pos],
+            None => members,
+        };
         let n = members.len();
         if n <= self.params.binth || depth >= self.params.max_depth {
             return self.leaf(members);
         }
-        let Some((dim, k)) = self.choose_cut(&members, &lo, &hi, &bits, depth) else {
+        let Some((dim, k)) = self.choose_cut(members, &lo, &hi, &bits, depth) else {
             return self.leaf(members);
         };
         let shift = bits[dim] - k;
         let fan = 1usize << k;
-        let mut children: Vec<Vec<u32>> = vec![Vec::new(); fan];
+        // The children's member lists, back to back in one buffer (counted first, then
+        // filled in member order so each list stays in priority order): three allocations
+        // per node instead of one growing vector per child.
         let col = &self.cols[dim];
-        for &m in &members {
+        let span = |m: u32| {
             let (blo, bhi) = col[m as usize];
             let a = (blo.max(lo[dim]) - lo[dim]) >> shift;
             let z = (bhi.min(hi[dim]) - lo[dim]) >> shift;
-            for child in &mut children[a as usize..=z as usize] {
-                child.push(m);
+            (a as usize, z as usize)
+        };
+        let mut start = vec![0usize; fan + 1];
+        for &m in members {
+            let (a, z) = span(m);
+            start[a] = start[a].wrapping_add(1);
+            start[z + 1] = start[z + 1].wrapping_sub(1);
+        }
+        // Differences (wrapping: a prefix may dip below zero) -> counts -> start offsets.
+        let mut run = 0usize;
+        let mut total = 0usize;
+        for x in start.iter_mut().take(fan) {
+            run = run.wrapping_add(*x);
+            *x = total;
+            total += run;
+        }
+        start[fan] = total;
+        let mut fill = start.clone();
+        let mut lists = vec![0u32; total];
+        for &m in members {
+            let (a, z) = span(m);
+            for f in &mut fill[a..=z] {
+                lists[*f] = m;
+                *f += 1;
             }
         }
-        drop(members);
+        drop(fill);
         let base = self.tree.ptrs.len();
         let entry = inner(base, dim, shift, (fan - 1) as u32);
-        self.tree.ptrs.resize(base + fan, LEAF);
+        self.tree.ptrs.resize(base + fan, EMPTY_LEAF);
         let mut cbits = bits;
         cbits[dim] = shift;
-        for (c, list) in children.into_iter().enumerate() {
+        for c in 0..fan {
+            let list = &lists[start[c]..start[c + 1]];
             let mut clo = lo;
             clo[dim] = lo[dim] + ((c as u128) << shift);
             let p = if list.is_empty() {
-                LEAF
+                EMPTY_LEAF
             } else {
                 self.node(list, clo, cbits, depth + 1)
             };
