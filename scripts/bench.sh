@@ -155,7 +155,7 @@ bench_policy() {
 bench_appliance() {
   [ -x "$PKTGEN" ] || { echo "bench: $PKTGEN not built (run make bench)"; return 1; }
   local out body load rules=${BENCH_RULES:-1000} flows=${BENCH_FLOWS:-10000}
-  local max_rate=${BENCH_MAX_RATE:-4000000} lat_rate=${BENCH_LAT_RATE:-500000}
+  local max_rate=${BENCH_MAX_RATE:-15000000} lat_rate=${BENCH_LAT_RATE:-500000}
   out=$(mktemp -d /tmp/rampart-bench.XXXXXX)
   load=$(cut -d' ' -f1-3 /proc/loadavg)
   bench_policy "$rules" >"$out/policy.json"
@@ -257,9 +257,11 @@ PY
       echo "| $1 | $2 | $(awk -v a="$2" -v b="$fwd_mpps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }') | $4 % | $5 | $6 | $7 | $8 |"
     done
     echo
-    echo "On this 2-vCPU host pktgen (one core: TX, RX and timestamps) is the bottleneck of the"
-    echo "forward row, so the ratio says how much of pktgen's ceiling the firewall keeps, not the"
-    echo "firewall's own ceiling — that is the \"Pipeline\" section (closed loop, no generator)."
+    echo "On a 2-vCPU host pktgen (one core for TX, RX and timestamps) may be what limits the forward"
+    echo "row, so the ratio says how much of that ceiling the firewall keeps; the firewall's own"
+    echo "CPU cost is in the \"Pipeline\" section (closed loop, no generator). The p99.9/max tails of"
+    echo "milliseconds are preemptions: pktgen shares lcore 0 with the appliance's main and control"
+    echo "threads."
     echo
     echo "Measured $(date -u +%Y-%m-%d) on $(nproc) vCPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), load average before the run: $load."
     echo "Command: \`scripts/bench.sh appliance\` (part of \`make bench\`; BENCH_RULES, BENCH_FLOWS, BENCH_MAX_RATE"
