@@ -651,19 +651,22 @@ fn revalidation_classifies_only_flows_whose_rule_prefix_changed() {
     ] {
         assert_eq!(r.one(port, frame), Verdict::Forward);
     }
+    // The test policy with rule 10 (SSH) and rule 11 (ICMP) set to the given actions.
+    let edited = |generation: u64, ssh: &str, icmp: &str| {
+        ruleset(&format!(
+            r#"{{ "generation": {generation}, "default_action": "drop", "rules": [
+               {{ "id": 7, "protocol": "tcp", "destination": {{ "ports": [80] }},
+                  "direction": "out", "action": "allow", "log": true }},
+               {{ "id": 8, "protocol": "tcp", "destination": {{ "ports": [23] }}, "action": "reject" }},
+               {{ "id": 9, "protocol": "tcp", "destination": {{ "ports": [22] }}, "action": "drop",
+                  "monitor": true }},
+               {{ "id": 10, "protocol": "tcp", "destination": {{ "ports": [22] }}, "action": "{ssh}" }},
+               {{ "id": 11, "protocol": "icmp", "action": "{icmp}" }} ] }}"#
+        ))
+    };
     // Generation 2 edits only rule 11 (after both): both flows keep their verdict without
     // being classified again.
-    r.handle.publish(ruleset(
-        &r#"{ "generation": 2, "default_action": "drop", "rules": [
-           { "id": 7, "protocol": "tcp", "destination": { "ports": [80] },
-             "direction": "out", "action": "allow", "log": true },
-           { "id": 8, "protocol": "tcp", "destination": { "ports": [23] }, "action": "reject" },
-           { "id": 9, "protocol": "tcp", "destination": { "ports": [22] }, "action": "drop",
-             "monitor": true },
-           { "id": 10, "protocol": "tcp", "destination": { "ports": [22] }, "action": "allow" },
-           { "id": 11, "protocol": "icmp", "action": "drop" } ] }"#
-            .to_string(),
-    ));
+    r.handle.publish(edited(2, "allow", "drop"));
     let web = tcp(CLIENT, SERVER, 47000, 80, flags::ACK, seq, ack);
     let ssh = tcp(CLIENT, SERVER, 47001, 22, flags::ACK, 101, 501);
     let v = r.burst(INSIDE, &[web.clone(), ssh.clone()]);
@@ -672,17 +675,7 @@ fn revalidation_classifies_only_flows_whose_rule_prefix_changed() {
     assert!(r.fw.flows().iter().all(|(_, f)| f.admitted_under(2)));
     // Generation 3 denies SSH in rule 10 (after web's rule 7): the web flow is re-stamped,
     // the SSH flow is classified and cut.
-    r.handle.publish(ruleset(
-        &r#"{ "generation": 3, "default_action": "drop", "rules": [
-           { "id": 7, "protocol": "tcp", "destination": { "ports": [80] },
-             "direction": "out", "action": "allow", "log": true },
-           { "id": 8, "protocol": "tcp", "destination": { "ports": [23] }, "action": "reject" },
-           { "id": 9, "protocol": "tcp", "destination": { "ports": [22] }, "action": "drop",
-             "monitor": true },
-           { "id": 10, "protocol": "tcp", "destination": { "ports": [22] }, "action": "drop" },
-           { "id": 11, "protocol": "icmp", "action": "drop" } ] }"#
-            .to_string(),
-    ));
+    r.handle.publish(edited(3, "drop", "drop"));
     let v = r.burst(INSIDE, &[web, ssh]);
     assert_eq!(v, vec![Verdict::Forward, Verdict::Drop(DropReason::Policy)]);
     let c = r.c();
