@@ -138,20 +138,39 @@ impl Rig {
 
 /// A full handshake from inside to SERVER:80; returns the client's next sequence number.
 fn open_web(r: &mut Rig, sport: u16) -> (u32, u32) {
+    open_tcp(r, sport, 80)
+}
+
+/// A full handshake from inside to SERVER:`dport`; returns the client's next sequence number.
+fn open_tcp(r: &mut Rig, sport: u16, dport: u16) -> (u32, u32) {
     assert_eq!(
-        r.one(INSIDE, tcp(CLIENT, SERVER, sport, 80, flags::SYN, 100, 0)),
+        r.one(
+            INSIDE,
+            tcp(CLIENT, SERVER, sport, dport, flags::SYN, 100, 0)
+        ),
         Verdict::Forward
     );
     assert_eq!(
         r.one(
             OUTSIDE,
-            tcp(SERVER, CLIENT, 80, sport, flags::SYN | flags::ACK, 500, 101)
+            tcp(
+                SERVER,
+                CLIENT,
+                dport,
+                sport,
+                flags::SYN | flags::ACK,
+                500,
+                101
+            )
         ),
         Verdict::Forward,
         "the reply direction finds the flow the SYN created"
     );
     assert_eq!(
-        r.one(INSIDE, tcp(CLIENT, SERVER, sport, 80, flags::ACK, 101, 501)),
+        r.one(
+            INSIDE,
+            tcp(CLIENT, SERVER, sport, dport, flags::ACK, 101, 501)
+        ),
         Verdict::Forward
     );
     (101, 501)
@@ -641,16 +660,7 @@ fn revalidation_classifies_only_flows_whose_rule_prefix_changed() {
     let mut r = Rig::new(true);
     // A web flow (rule 7, the first rule) and an SSH flow (rule 10, after it).
     let (seq, ack) = open_web(&mut r, 47000);
-    for (port, frame) in [
-        (INSIDE, tcp(CLIENT, SERVER, 47001, 22, flags::SYN, 100, 0)),
-        (
-            OUTSIDE,
-            tcp(SERVER, CLIENT, 22, 47001, flags::SYN | flags::ACK, 500, 101),
-        ),
-        (INSIDE, tcp(CLIENT, SERVER, 47001, 22, flags::ACK, 101, 501)),
-    ] {
-        assert_eq!(r.one(port, frame), Verdict::Forward);
-    }
+    open_tcp(&mut r, 47001, 22);
     // The test policy with rule 10 (SSH) and rule 11 (ICMP) set to the given actions.
     let edited = |generation: u64, ssh: &str, icmp: &str| {
         ruleset(&format!(
