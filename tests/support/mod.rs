@@ -259,6 +259,13 @@ impl NetnsPair {
             sh(&format!("ip netns add {ns}"));
             sh(&format!("ip link add {host} type veth peer name {inner}"));
             sh(&format!("ip link set {inner} netns {ns}"));
+            // The tests speak IPv4 only. With IPv6 on, the kernel sends router solicitations
+            // forever (router_solicitations = -1, backing off to an hour) plus MLD reports; one
+            // landing in a test's window is a packet the policy drops, which turned
+            // exact drop-count assertions flaky. Off before the link comes up: nothing is sent.
+            sh(&format!(
+                "ip netns exec {ns} sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"
+            ));
             sh(&format!("ip netns exec {ns} ip link set lo up"));
             sh(&format!(
                 "ip netns exec {ns} ip addr add {ip}/24 dev {inner}"
