@@ -129,6 +129,7 @@ pub fn run(
             ports: (0..ports.len())
                 .map(|i| (stats::port_label(i), ports[i].name().to_owned()))
                 .collect(),
+            port_ids: ports.iter().map(Port::id).collect(),
             workers: counters.clone(),
             firewalls: p.counters.clone(),
             inspectors: p.inspectors.clone(),

@@ -7,6 +7,7 @@ use rampart_control::live::{FlowEntry, FlowQuery};
 use rampart_dataplane::{
     DropReason, FirewallCounters, FlowRow, Inspector, Question, WorkerCounters,
 };
+use rampart_dpdk::{PortId, PortStats};
 use rampart_flow::TrackError;
 use rampart_wire::FlowKey;
 use rampart_wire::ParseError;
@@ -18,6 +19,8 @@ use std::time::Duration;
 pub struct DataplaneMetrics {
     /// Port labels (`in0`, `out0`, …) and their DPDK device names, by port index.
     pub ports: Vec<(String, String)>,
+    /// The DPDK port ids, by port index, for the driver's own counters.
+    pub port_ids: Vec<PortId>,
     /// Each worker's loop counters.
     pub workers: Vec<Arc<WorkerCounters>>,
     /// Each worker's firewall counters (empty in raw-forward mode).
@@ -105,6 +108,7 @@ impl rampart_control::metrics::MetricsSource for DataplaneMetrics {
                 }
             }
         }
+        self.render_devices(o);
         header(
             o,
             "rampart_worker_polls_total",
@@ -131,6 +135,65 @@ impl rampart_control::metrics::MetricsSource for DataplaneMetrics {
 }
 
 impl DataplaneMetrics {
+    /// The drivers' counters: what reached and left each port, and what the device itself
+    /// dropped before a worker saw it (RX ring overrun when the worker falls behind, no mbuf,
+    /// bad frames) or could not send — drops no worker counter can show.
+    fn render_devices(&self, o: &mut String) {
+        let stats: Vec<PortStats> = self
+            .port_ids
+            .iter()
+            .map(|&id| PortStats::read(id))
+            .collect();
+        let labelled = self.ports.iter().zip(&stats);
+        header(
+            o,
+            "rampart_device_packets_total",
+            "counter",
+            "Packets the port's driver received and sent.",
+        );
+        for ((label, dev), s) in labelled.clone() {
+            for (dir, v) in [("rx", s.ipackets), ("tx", s.opackets)] {
+                let _ = writeln!(
+                    o,
+                    "rampart_device_packets_total{{port=\"{label}\",device=\"{dev}\",direction=\"{dir}\"}} {v}"
+                );
+            }
+        }
+        header(
+            o,
+            "rampart_device_bytes_total",
+            "counter",
+            "Bytes the port's driver received and sent.",
+        );
+        for ((label, dev), s) in labelled.clone() {
+            for (dir, v) in [("rx", s.ibytes), ("tx", s.obytes)] {
+                let _ = writeln!(
+                    o,
+                    "rampart_device_bytes_total{{port=\"{label}\",device=\"{dev}\",direction=\"{dir}\"}} {v}"
+                );
+            }
+        }
+        header(
+            o,
+            "rampart_device_drops_total",
+            "counter",
+            "Packets the port's driver dropped or failed to send, by reason.",
+        );
+        for ((label, dev), s) in labelled {
+            for (reason, v) in [
+                ("rx_missed", s.imissed),
+                ("rx_nombuf", s.rx_nombuf),
+                ("rx_errors", s.ierrors),
+                ("tx_errors", s.oerrors),
+            ] {
+                let _ = writeln!(
+                    o,
+                    "rampart_device_drops_total{{port=\"{label}\",device=\"{dev}\",reason=\"{reason}\"}} {v}"
+                );
+            }
+        }
+    }
+
     fn per_port(
         &self,
         o: &mut String,

@@ -206,6 +206,7 @@ fn ping_ok(net: &NetnsPair) -> bool {
 
 #[test]
 fn file_policy_allows_refuses_drops_and_cuts_sessions() {
+    let _turn = af_packet_turn();
     let t = tag("ff");
     let net = NetnsPair::create(&t);
     let dir = TempDir::new(&t);
@@ -253,6 +254,32 @@ fn file_policy_allows_refuses_drops_and_cuts_sessions() {
     assert!(service_hits >= 1);
     assert!(metric(metrics_port, "rampart_rule_hits_total", "rule=\"3\"") >= 1);
     assert!(metric(metrics_port, "rampart_rule_hits_total", "rule=\"default\"") >= 1);
+    // The drivers' own counters: what crossed each af_packet port, and the device drop reasons.
+    for (port, dir) in [("in0", "rx"), ("in0", "tx"), ("out0", "rx"), ("out0", "tx")] {
+        let filter = format!("port=\"{port}\",device=\"net_af_packet");
+        let with_dir = |name| {
+            http_get(metrics_port, "/metrics")
+                .lines()
+                .filter(|l| l.starts_with(name) && l.contains(&filter))
+                .filter(|l| l.contains(&format!("direction=\"{dir}\"")))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum::<u64>()
+        };
+        assert!(
+            with_dir("rampart_device_packets_total{") > 0,
+            "{port} {dir}"
+        );
+        assert!(
+            with_dir("rampart_device_bytes_total{")
+                >= 42 * with_dir("rampart_device_packets_total{")
+        );
+    }
+    let text = http_get(metrics_port, "/metrics");
+    assert!(
+        text.contains("rampart_device_drops_total{port=\"out0\"")
+            && text.contains("reason=\"rx_missed\"}"),
+        "{text}"
+    );
 
     // An established session stops when a new generation denies it.
     let file = dir.path("session.out");
@@ -375,6 +402,7 @@ async fn applied(w: &mut StatusWatcher, node: &str, generation: u64) -> Realized
 
 #[test]
 fn broker_policy_is_enforced_survives_broker_loss_and_restarts_from_disk() {
+    let _turn = af_packet_turn();
     let t = tag("fb");
     let Some(b) = broker(&t) else { return };
     let rt = tokio::runtime::Builder::new_current_thread()

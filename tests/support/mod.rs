@@ -229,6 +229,17 @@ impl Drop for Appliance {
     }
 }
 
+/// Held by a test for as long as its appliance has af_packet ports: one such appliance at a
+/// time in this test binary. DPDK's af_packet PMD names its PACKET_FANOUT group
+/// `(pid ^ ifindex) & 0xffff`, and groups are per network namespace (the host ends are all in
+/// the root one): two appliances whose pid/ifindex pairs collide make the second fail to attach
+/// ("could not set PACKET_FANOUT ... Invalid argument"), which happened about one run in seven.
+pub fn af_packet_turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that panicked while holding it poisons it; the next one may still go.
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Two network namespaces, each with one veth end inside (`ns_a`: `10.99.0.1/24`,
 /// `ns_b`: `10.99.0.2/24`) and the peer end in the root namespace (`host_a`, `host_b`) for the
 /// appliance's af_packet ports. Offloads are off on all four ends (TCP over af_packet stalls

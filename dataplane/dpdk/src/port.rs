@@ -174,6 +174,30 @@ pub struct PortStats {
     pub rx_nombuf: u64,
 }
 
+impl PortStats {
+    /// The driver counters of port `id`, or zeros when the driver cannot say. Any thread may
+    /// read them while workers run; the metrics endpoint does, by id, so that it never holds a
+    /// [`Port`] handle (which would keep the port open past EAL cleanup).
+    pub fn read(id: PortId) -> PortStats {
+        let mut s = sys::rte_eth_stats::default();
+        // SAFETY: `s` is a valid, writable rte_eth_stats; an unknown id is an error return.
+        let ret = unsafe { sys::rte_eth_stats_get(id.0, &mut s) };
+        if ret != 0 {
+            return PortStats::default();
+        }
+        PortStats {
+            ipackets: s.ipackets,
+            opackets: s.opackets,
+            ibytes: s.ibytes,
+            obytes: s.obytes,
+            imissed: s.imissed,
+            ierrors: s.ierrors,
+            oerrors: s.oerrors,
+            rx_nombuf: s.rx_nombuf,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct PortShared {
     id: PortId,
@@ -394,22 +418,7 @@ impl Port {
 
     /// Driver counters (safe to read from any thread while workers run).
     pub fn stats(&self) -> PortStats {
-        let mut s = sys::rte_eth_stats::default();
-        // SAFETY: `s` is a valid, writable rte_eth_stats.
-        let ret = unsafe { sys::rte_eth_stats_get(self.shared.id.0, &mut s) };
-        if ret != 0 {
-            return PortStats::default();
-        }
-        PortStats {
-            ipackets: s.ipackets,
-            opackets: s.opackets,
-            ibytes: s.ibytes,
-            obytes: s.obytes,
-            imissed: s.imissed,
-            ierrors: s.ierrors,
-            oerrors: s.oerrors,
-            rx_nombuf: s.rx_nombuf,
-        }
+        PortStats::read(self.shared.id)
     }
 
     /// True when the link is up (without waiting; memif and af_packet links come up
