@@ -205,7 +205,8 @@ pub fn run(
         p.stop();
     }
     drop(ports);
-    drop(pool);
+    // The mempool is a handle only: DPDK frees its memory in EAL cleanup, after the ports that
+    // held its mbufs are closed (above).
     eal.cleanup();
     println!("rampart: stopped cleanly");
     let _ = std::io::stdout().flush();

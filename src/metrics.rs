@@ -56,7 +56,7 @@ impl rampart_control::metrics::MetricsSource for DataplaneMetrics {
             }
         }
         if let FlowQuery::Top(n) = query {
-            all.sort_by(|a, b| (b.bytes_orig + b.bytes_reply).cmp(&(a.bytes_orig + a.bytes_reply)));
+            all.sort_by_key(|e| std::cmp::Reverse(e.bytes_orig + e.bytes_reply));
             all.truncate(*n);
         }
         Some(Ok(all))

@@ -37,7 +37,11 @@ impl Sample {
 
 /// Port labels: "in0"/"out0" for pair 0, etc.
 pub fn port_label(i: usize) -> String {
-    format!("{}{}", if i % 2 == 0 { "in" } else { "out" }, i / 2)
+    format!(
+        "{}{}",
+        if i.is_multiple_of(2) { "in" } else { "out" },
+        i / 2
+    )
 }
 
 fn rate(delta: u64, secs: f64) -> String {

@@ -598,5 +598,8 @@ fn broker_policy_is_enforced_survives_broker_loss_and_restarts_from_disk() {
     );
     rt.block_on(publisher.close());
     rt.block_on(watcher.close());
-    rt.block_on(rampart_testkit::delete_topology(&b, &[t.clone()]));
+    rt.block_on(rampart_testkit::delete_topology(
+        &b,
+        std::slice::from_ref(&t),
+    ));
 }

@@ -46,7 +46,7 @@ pub enum ApplianceConfigError {
 }
 
 /// The whole appliance config file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApplianceConfig {
     /// EAL settings.
@@ -193,21 +193,6 @@ impl Default for StatsSection {
     fn default() -> Self {
         StatsSection {
             interval_ms: default_interval_ms(),
-        }
-    }
-}
-
-impl Default for ApplianceConfig {
-    fn default() -> Self {
-        ApplianceConfig {
-            eal: EalSection::default(),
-            pairs: Vec::new(),
-            workers: WorkersSection::default(),
-            mempool: MempoolSection::default(),
-            queues: QueuesSection::default(),
-            stats: StatsSection::default(),
-            control: None,
-            firewall: Default::default(),
         }
     }
 }

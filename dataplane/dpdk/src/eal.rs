@@ -204,10 +204,7 @@ extern "C" fn trampoline(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the Box<Box<dyn FnOnce>> leaked by `Eal::launch`, handed to exactly one
     // launch, so we are its only owner.
     let f = unsafe { Box::from_raw(arg as *mut Box<dyn FnOnce() -> i32 + Send>) };
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(ret) => ret,
-        Err(_) => -1,
-    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(-1)
 }
 
 /// A one-line hint for the most common EAL init failures.
