@@ -7,20 +7,10 @@
 use rampart_classify::TableHandle;
 use rampart_control::stats::{self, StatsError};
 use rampart_control::{initial_ruleset, ControlConfig, ControlPlane};
-use std::process::Command;
 use std::time::Duration;
 
 fn rampartctl(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rampartctl"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    rampart_testkit::run(env!("CARGO_BIN_EXE_rampartctl"), args)
 }
 
 fn policy(generation: u64, web: &str) -> String {

@@ -4,19 +4,9 @@
 mod common;
 
 use common::*;
-use std::process::Command;
 
 fn rampartctl(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rampartctl"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    rampart_testkit::run(env!("CARGO_BIN_EXE_rampartctl"), args)
 }
 
 #[tokio::test]

@@ -245,3 +245,18 @@ impl Drop for TlsBroker {
         }
     }
 }
+
+/// Run a binary (e.g. `env!("CARGO_BIN_EXE_rampartctl")`) as an operator would, to completion:
+/// whether it succeeded, and its stdout followed by its stderr.
+pub fn run(binary: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(binary)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {binary}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
