@@ -208,8 +208,13 @@ pub(crate) trait Space: Sized {
     fn rule(b: &GenericBox, extras: u32) -> Self::Rule;
     /// Converts a packet.
     fn key(p: &[u128; 8]) -> Self::Key;
-    /// Child index along cut field `d`: `(key[d] >> shift) & mask`.
-    fn child(key: &Self::Key, d: u8, shift: u8, mask: u32) -> usize;
+    /// Cut field `d` of the key shifted right by `shift`, both read from a tree entry `e`
+    /// (field in bits 5-7, shift in bits 0-4 and 8-9; see `tree.rs`), truncated to 64 bits;
+    /// 0 for field [`LEAF_DIM`].
+    fn field_shr(key: &Self::Key, e: u64) -> u64;
+    /// A child slot from `(e >> 10) + field_shr(key, e)` (arithmetic shift, wrapping add):
+    /// the layout's cut fields decide how many of its bits are exact.
+    fn wrap_index(slot: u64) -> usize;
     /// Whether the box contains the point.
     fn matches(r: &Self::Rule, key: &Self::Key, extras: &[Extras]) -> bool;
     /// The lane form of up to [`LANES`] boxes (`None`: an empty lane).
@@ -227,11 +232,17 @@ pub(crate) trait Space: Sized {
 /// IPv4 layout: every field fits a `u32`.
 pub(crate) struct V4;
 
-/// An IPv4 packet point: the five cut fields, then VLAN, VNI, direction (eight lanes, so a
-/// cut field index masked with 7 needs no bounds check).
+/// The cut field number of leaf entries: a key slot that is always 0, so a step from a leaf
+/// stays on it (see `tree.rs`).
+pub(crate) const LEAF_DIM: usize = 7;
+
+/// An IPv4 packet point: the five cut fields, then zeros (eight lanes, so a cut field index
+/// masked with 7 needs no bounds check, and lane [`LEAF_DIM`] is 0).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct KeyV4 {
-    pub f: [u32; 8],
+    f: [u32; 8],
+    /// VLAN, VNI, direction.
+    ext: [u32; 3],
     /// The cut fields in the operand form of the chunk scan, each repeated across a vector
     /// (addresses as 4 × 32 bits, ports and protocol as 8 × 16 bits), top bits flipped (see
     /// [`LanesV4`]).
@@ -249,7 +260,8 @@ impl KeyV4 {
     #[inline(always)]
     pub fn new(f: [u32; 8]) -> Self {
         KeyV4 {
-            f,
+            f: [f[0], f[1], f[2], f[3], f[4], 0, 0, 0],
+            ext: [f[5], f[6], f[7]],
             wide: [
                 simd::splat32(f[0] ^ BIAS32),
                 simd::splat32(f[1] ^ BIAS32),
@@ -339,8 +351,17 @@ impl Space for V4 {
     }
 
     #[inline(always)]
-    fn child(key: &KeyV4, d: u8, shift: u8, mask: u32) -> usize {
-        ((key.f[d as usize & 7] >> shift) & mask) as usize
+    fn field_shr(key: &KeyV4, e: u64) -> u64 {
+        // IPv4 shifts are below 32: the low 5 bits are the whole shift, and a 32-bit shift
+        // by a register reads only those.
+        key.f[(e as u8 >> 5) as usize].wrapping_shr(e as u32) as u64
+    }
+
+    /// Exact: `lo >> shift` is below 2^32, so `base - (lo >> shift)` fits the entry's 54
+    /// bits and comes back whole.
+    #[inline(always)]
+    fn wrap_index(slot: u64) -> usize {
+        slot as usize
     }
 
     #[inline(always)]
@@ -350,8 +371,7 @@ impl Space for V4 {
             & ((key.f[2] as u16).wrapping_sub(r.sport_lo) <= r.sport_span)
             & ((key.f[3] as u16).wrapping_sub(r.dport_lo) <= r.dport_span)
             & ((key.f[4] as u8).wrapping_sub(r.proto_lo) <= r.proto_span);
-        ok && (r.extras == NO_EXTRAS
-            || extras_match(&extras[r.extras as usize], &[key.f[5], key.f[6], key.f[7]]))
+        ok && (r.extras == NO_EXTRAS || extras_match(&extras[r.extras as usize], &key.ext))
     }
 
     fn pack(rules: [Option<&RuleV4>; LANES]) -> LanesV4 {
@@ -605,7 +625,7 @@ mod simd {
 #[cold]
 #[inline(never)]
 fn extras_lanes(c: &Chunk<LanesV4>, rules: &[RuleV4], key: &KeyV4, extras: &[Extras]) -> u64 {
-    let k = [key.f[5], key.f[6], key.f[7]];
+    let k = key.ext;
     let mut m = !0u64;
     for l in 0..LANES {
         if c.extras & (1 << l) != 0 {
@@ -669,12 +689,21 @@ impl Space for V6 {
     }
 
     #[inline(always)]
-    fn child(key: &KeyV6, d: u8, shift: u8, mask: u32) -> usize {
-        if d < 2 {
-            ((key.addr[d as usize] >> shift) as u32 & mask) as usize
-        } else {
-            ((key.f[d as usize % 5] >> shift) & mask) as usize
+    fn field_shr(key: &KeyV6, e: u64) -> u64 {
+        let d = (e as u8 >> 5) as usize;
+        let shift = (e as u32 & 31) | (e as u32 >> 3 & 0x60);
+        match d {
+            0 | 1 => (key.addr[d] >> shift) as u64,
+            2..=4 => (key.f[d] >> shift) as u64,
+            _ => 0,
         }
+    }
+
+    /// `lo >> shift` may need up to 128 bits; the slot is below 2^32 and the sum is right
+    /// modulo 2^54.
+    #[inline(always)]
+    fn wrap_index(slot: u64) -> usize {
+        (slot & ((1 << 54) - 1)) as usize
     }
 
     #[inline(always)]
