@@ -1,6 +1,6 @@
 //! The per-packet facts the state machine needs, taken from a parsed frame.
 
-use rampart_wire::{icmp, proto, Parsed};
+use rampart_wire::{icmp, proto, Parsed, PlainIpv4};
 
 /// What `FlowTable::track` reads from a packet. Built from [`Parsed`] with
 /// [`PacketInfo::from_parsed`]; `Copy` and small.
@@ -51,6 +51,24 @@ impl PacketInfo {
             frame_len: p.frame_len,
             icmp_request: req,
             icmp_reply: has_id && !req,
+        }
+    }
+
+    /// The tracking facts of a frame [`rampart_wire::parse_plain`] took (`frame_len` is the
+    /// frame's length): what [`Self::from_parsed`] gives for the `Parsed` it writes.
+    #[inline]
+    pub fn from_plain(p: &PlainIpv4, frame_len: u16) -> Self {
+        PacketInfo {
+            proto: p.proto,
+            tcp_flags: p.tcp.flags,
+            seq: p.tcp.seq,
+            ack: p.tcp.ack,
+            window: p.tcp.window,
+            wscale: p.tcp.wscale,
+            payload_len: p.payload_len,
+            frame_len,
+            icmp_request: false,
+            icmp_reply: false,
         }
     }
 }

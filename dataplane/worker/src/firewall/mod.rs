@@ -41,8 +41,8 @@ use rampart_flow::{
     TrackVerdict,
 };
 use rampart_wire::{
-    build_icmp_unreachable, build_tcp_rst, parse_into, proto, Fragment, FrameKind, ParseConfig,
-    Parsed,
+    build_icmp_unreachable, build_tcp_rst, parse_into, parse_plain, proto, Fragment, FrameKind,
+    ParseConfig, Parsed, PlainIpv4, TcpMeta,
 };
 use std::sync::Arc;
 
@@ -143,15 +143,21 @@ struct Pending {
 
 /// Per-worker scratch arrays, reused every burst.
 struct Scratch {
+    /// Full parse results. For a frame the plain-IPv4 fast path took, written only once the
+    /// packet turns out to need more than a lookup and `track` (see `plain`).
     parsed: [Parsed; STAGE_BURST],
+    /// Tracking facts of each prepared key's packet.
+    key_info: [PacketInfo; STAGE_BURST],
+    /// For a key whose packet the fast path took: its IPv4 total length, the one field of
+    /// its `Parsed` that neither the key nor the tracking facts hold; 0 once `parsed` is
+    /// written (see [`materialise`]).
+    key_plain_l3: [u16; STAGE_BURST],
     /// Keys of the burst's IP packets, prepared (hashed, bucket prefetched) right after
     /// each packet is parsed, so the rest of the parsing hides the memory latency.
     keys: [PreparedKey; STAGE_BURST],
     key_pkt: [u8; STAGE_BURST],
     hits: [Option<Hit>; STAGE_BURST],
     pending: [Pending; STAGE_BURST],
-    /// Tracking facts of each pending packet (computed once, in stage 2).
-    info: [PacketInfo; STAGE_BURST],
     fields: [PacketFields; STAGE_BURST],
     matches: [Match; STAGE_BURST],
     reply: [[u8; REPLY_MAX]; STAGE_BURST],
@@ -196,6 +202,8 @@ impl Firewall {
             responder: inspect::Responder::default(),
             s: Box::new(Scratch {
                 parsed: [Parsed::EMPTY; STAGE_BURST],
+                key_plain_l3: [0; STAGE_BURST],
+                key_info: [PacketInfo::default(); STAGE_BURST],
                 keys: [PreparedKey::default(); STAGE_BURST],
                 key_pkt: [0; STAGE_BURST],
                 hits: [None; STAGE_BURST],
@@ -204,7 +212,6 @@ impl Firewall {
                     key: 0,
                     hit: None,
                 }; STAGE_BURST],
-                info: [PacketInfo::default(); STAGE_BURST],
                 fields: [PacketFields::default(); STAGE_BURST],
                 matches: [Match::default(); STAGE_BURST],
                 reply: [[0; REPLY_MAX]; STAGE_BURST],
@@ -238,6 +245,8 @@ impl Firewall {
     /// This is the whole pipeline on plain byte slices, so it is tested without DPDK.
     pub fn decide(&mut self, ctx: &BurstCtx, frames: &[&[u8]], verdicts: &mut [Verdict]) {
         let n = frames.len().min(STAGE_BURST);
+        // Both cut to the burst once, so indexing them by packet needs no bounds checks.
+        let (frames, verdicts) = (&frames[..n], &mut verdicts[..n]);
         let now_ns = self.clock.ns(ctx.now_tsc);
         let direction = self.settings.port_direction[usize::from(ctx.ingress.0) % MAX_PORTS];
         self.log_limit.refill(ctx.now_tsc);
@@ -257,11 +266,23 @@ impl Firewall {
         let (rs, stamp) = reader.load_stamped();
         let generation = rs.generation();
 
-        // 1. Parse.
+        // 1. Parse. The common frame (untagged IPv4 without options, TCP without options or
+        // UDP, not a fragment or tunnel) goes through the parser's fast path straight into its
+        // prepared key and tracking facts; the full `Parsed` is written later, and only if
+        // the packet is not simply an established flow's (see `materialise`).
         let mut m = 0;
         for i in 0..n {
+            let frame = frames[i];
+            if let Some(pl) = parse_plain(frame, &settings.parse) {
+                s.keys[m] = table.prepare_v4(pl.src, pl.dst, pl.proto, pl.src_port, pl.dst_port);
+                s.key_info[m] = PacketInfo::from_plain(&pl, frame.len() as u16);
+                s.key_plain_l3[m] = pl.l3_len;
+                s.key_pkt[m] = i as u8;
+                m += 1;
+                continue;
+            }
             let p = &mut s.parsed[i];
-            if let Err(e) = parse_into(frames[i], &settings.parse, p) {
+            if let Err(e) = parse_into(frame, &settings.parse, p) {
                 c.parse[e.index()].add(1);
                 verdicts[i] = Verdict::Drop(DropReason::Malformed);
                 continue;
@@ -277,6 +298,8 @@ impl Firewall {
                 continue;
             }
             s.keys[m] = table.prepare(&p.key);
+            s.key_info[m] = PacketInfo::from_parsed(p);
+            s.key_plain_l3[m] = 0;
             s.key_pkt[m] = i as u8;
             m += 1;
         }
@@ -287,61 +310,61 @@ impl Firewall {
         let mut established = 0u64;
         for j in 0..m {
             let i = usize::from(s.key_pkt[j]);
-            let p = &s.parsed[i];
-            let info = PacketInfo::from_parsed(p);
             if let Some(hit) = s.hits[j] {
-                let current = table
-                    .flow(hit.handle)
-                    .is_some_and(|f| f.admitted_under(stamp));
-                if !current && settings.revalidate_flows && still_first_match(table, rs, hit, stamp)
-                {
+                // The common case first: a flow admitted under the current ruleset (or any
+                // flow, without revalidation) is tracked with one record check.
+                let tracked = if settings.revalidate_flows {
+                    table.track_admitted_under(hit.handle, hit.dir, stamp, &s.key_info[j], now_ns)
+                } else {
+                    Some(table.track(hit.handle, hit.dir, &s.key_info[j], now_ns))
+                };
+                if let Some(t) = tracked {
+                    verdicts[i] = verdict_of(c, t);
+                    established += u64::from(verdicts[i] == Verdict::Forward);
+                    continue;
+                }
+                if still_first_match(table, rs, hit, stamp) {
                     // The rules up to the one that admitted it did not change: same verdict,
                     // no classification (first match).
                     c.revalidated.add(1);
                     c.revalidated_unchanged.add(1);
-                    verdicts[i] = track(table, c, hit, &info, now_ns);
+                    verdicts[i] = track(table, c, hit, &s.key_info[j], now_ns);
                     established += u64::from(verdicts[i] == Verdict::Forward);
                     continue;
                 }
-                if !current && settings.revalidate_flows {
-                    s.pending[q] = Pending {
-                        pkt: i as u8,
-                        key: j as u8,
-                        hit: Some(hit),
-                    };
-                    s.info[q] = info;
-                    // The flow is re-checked as the packet that opened it, whichever way
-                    // this one travels: a reply must not be judged as a new connection.
-                    let f = fields_of(p, direction);
-                    s.fields[q] = match hit.dir {
-                        rampart_flow::Direction::Original => f,
-                        rampart_flow::Direction::Reply => as_original(f),
-                    };
-                    q += 1;
-                    continue;
-                }
-                verdicts[i] = track(table, c, hit, &info, now_ns);
-                established += u64::from(verdicts[i] == Verdict::Forward);
+                let f = fields_of(materialise(s, i, j), direction);
+                s.pending[q] = Pending {
+                    pkt: i as u8,
+                    key: j as u8,
+                    hit: Some(hit),
+                };
+                // The flow is re-checked as the packet that opened it, whichever way
+                // this one travels: a reply must not be judged as a new connection.
+                s.fields[q] = match hit.dir {
+                    rampart_flow::Direction::Original => f,
+                    rampart_flow::Direction::Reply => as_original(f),
+                };
+                q += 1;
                 continue;
             }
-            if let Some(inner) = p.icmp_inner {
+            if let Some(inner) = materialise(s, i, j).icmp_inner {
                 if table.lookup_related(&inner, now_ns).is_some() {
                     c.related.add(1);
                     continue;
                 }
             }
-            if !table.can_open(&info) {
+            if !table.can_open(&s.key_info[j]) {
                 c.no_flow.add(1);
                 verdicts[i] = Verdict::Drop(DropReason::NoFlow);
                 continue;
             }
+            let f = fields_of(&s.parsed[i], direction);
             s.pending[q] = Pending {
                 pkt: i as u8,
                 key: j as u8,
                 hit: None,
             };
-            s.info[q] = info;
-            s.fields[q] = fields_of(p, direction);
+            s.fields[q] = f;
             q += 1;
         }
         if established != 0 {
@@ -414,7 +437,7 @@ impl Firewall {
                             }
                         }
                     };
-                    verdicts[i] = track(table, c, flow, &s.info[k], now_ns);
+                    verdicts[i] = track(table, c, flow, &s.key_info[usize::from(key)], now_ns);
                 }
                 Action::Drop | Action::Reject => {
                     if let Some(h) = hit {
@@ -466,13 +489,49 @@ fn track(
     info: &PacketInfo,
     now_ns: u64,
 ) -> Verdict {
-    match table.track(hit.handle, hit.dir, info, now_ns) {
+    verdict_of(c, table.track(hit.handle, hit.dir, info, now_ns))
+}
+
+/// The stage's verdict for a tracking outcome (a refusal is counted by reason).
+#[inline(always)]
+fn verdict_of(c: &FirewallCounters, t: TrackVerdict) -> Verdict {
+    match t {
         TrackVerdict::Accept => Verdict::Forward,
         TrackVerdict::Drop(e) => {
             c.track[e.index()].add(1);
             Verdict::Drop(DropReason::Conntrack)
         }
     }
+}
+
+/// The full parse result of packet `i` (key `j`), written now if the fast path took the
+/// frame: for a packet that needs more than a lookup and `track` (classification, a rule log
+/// record, a reject reply, an ICMP error's inner key). The fast path's fields are all in the
+/// prepared key, the tracking facts and the IPv4 length.
+#[inline]
+fn materialise(s: &mut Scratch, i: usize, j: usize) -> &Parsed {
+    if s.key_plain_l3[j] != 0 {
+        let key = s.keys[j].packet_key();
+        let info = &s.key_info[j];
+        let tcp = TcpMeta {
+            flags: info.tcp_flags,
+            seq: info.seq,
+            ack: info.ack,
+            window: info.window,
+            wscale: info.wscale,
+        };
+        let (l3_len, payload_len) = (s.key_plain_l3[j], info.payload_len);
+        PlainIpv4::write_parts(
+            &key,
+            tcp,
+            l3_len,
+            payload_len,
+            info.frame_len,
+            &mut s.parsed[i],
+        );
+        s.key_plain_l3[j] = 0;
+    }
+    &s.parsed[i]
 }
 
 /// A flow from an older ruleset whose admitting rule, and every rule before it, are unchanged
