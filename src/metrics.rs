@@ -314,6 +314,11 @@ impl DataplaneMetrics {
             );
             let _ = writeln!(
                 o,
+                "rampart_flow_revalidations_total{{worker=\"{w}\",result=\"delta_rules\"}} {}",
+                s.revalidated_delta
+            );
+            let _ = writeln!(
+                o,
                 "rampart_flow_revalidations_total{{worker=\"{w}\",result=\"cut\"}} {}",
                 s.cut
             );

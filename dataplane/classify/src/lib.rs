@@ -8,6 +8,7 @@
 //! first-match oracle the trees are tested against.
 
 pub mod classbench;
+mod delta;
 mod fields;
 mod forest;
 mod hits;
@@ -18,6 +19,7 @@ pub mod table;
 mod tree;
 mod warnings;
 
+pub use delta::{Recheck, MAX_DELTA_RULES};
 pub use fields::{Match, PacketDirection, PacketFields, RuleIndex};
 pub use hits::HIT_ROWS;
 pub use rampart_config::policy::{Action, Family, RuleId, TcpStrictness};

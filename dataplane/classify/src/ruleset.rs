@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rampart_config::policy::{
     Action, Category, Family, ResolvedRule, RuleId, TcpStrictness, ValidatedPolicy,
 };
 
+use crate::delta::{same_rule, Delta, Recheck};
 use crate::fields::{Match, PacketFields, RuleIndex};
 use crate::forest::Forest;
 use crate::hits::HitCounters;
@@ -149,6 +150,12 @@ pub struct Ruleset {
     /// every rule before it are unchanged (written by the table handle before it publishes
     /// this ruleset; `u64::MAX` = unknown).
     stable_since: Box<[AtomicU64]>,
+    /// The rules that changed in recent publishes (written once, by the first publish of
+    /// this ruleset over another).
+    delta: OnceLock<Delta>,
+    /// The publish `delta` describes; `u64::MAX` once this ruleset was published again over
+    /// a different one (its delta no longer says what changed).
+    delta_at: AtomicU64,
 }
 
 /// Shape of the compiled classifier (for benchmarks and tuning).
@@ -297,6 +304,8 @@ impl Ruleset {
             stable_since: (0..=policy.rules.len())
                 .map(|_| AtomicU64::new(u64::MAX))
                 .collect(),
+            delta: OnceLock::new(),
+            delta_at: AtomicU64::new(u64::MAX),
         })
     }
 
@@ -354,9 +363,11 @@ impl Ruleset {
     }
 
     /// Records, as this ruleset is published with number `seq` over `prev`, since when each
-    /// rule and every rule before it are unchanged. First match makes that enough for a flow
-    /// admitted by rule `i` under publish `s`: if rules `0..=i` are the same since `s`, rule `i`
-    /// is still the first to match it, so revalidation need not classify it again.
+    /// rule and every rule before it are unchanged, and which rules changed in the last few
+    /// publishes ([`Delta`]). First match makes the first enough for a flow admitted by rule
+    /// `i` under publish `s`: if rules `0..=i` are the same since `s`, rule `i` is still the
+    /// first to match it, so revalidation need not classify it again; the second lets it
+    /// test only the rules that changed (see [`Ruleset::recheck`]).
     pub(crate) fn settle(&self, prev: &Ruleset, seq: u64) {
         // A ruleset installed without `publish` (the table's first) counts from the publish
         // number just before this one.
@@ -366,7 +377,7 @@ impl Ruleset {
         };
         let mut same = true;
         for (j, rule) in self.resolved.iter().enumerate() {
-            same = same && prev.resolved.get(j) == Some(rule);
+            same = same && prev.resolved.get(j).is_some_and(|p| same_rule(p, rule));
             let since = if same { prev_since(j) } else { seq };
             self.stable_since[j].store(since, Ordering::Relaxed);
         }
@@ -379,6 +390,70 @@ impl Ruleset {
             seq
         };
         self.stable_since[self.resolved.len()].store(since, Ordering::Relaxed);
+        self.settle_delta(prev, seq);
+    }
+
+    fn settle_delta(&self, prev: &Ruleset, seq: u64) {
+        if std::ptr::eq(prev, self) {
+            // Published again over itself: nothing changed, its delta still holds.
+            if self.delta_at.load(Ordering::Relaxed) != u64::MAX {
+                self.delta_at.store(seq, Ordering::Relaxed);
+            }
+            return;
+        }
+        let prev_delta = prev
+            .delta
+            .get()
+            .filter(|_| prev.delta_at.load(Ordering::Relaxed) == seq - 1);
+        let delta = Delta::compute(prev, prev_delta, self, seq);
+        let at = if self.delta.set(delta).is_ok() {
+            seq
+        } else {
+            // Published before, over another ruleset: what it recorded then is not what
+            // changed now.
+            u64::MAX
+        };
+        self.delta_at.store(at, Ordering::Relaxed);
+    }
+
+    /// How a flow admitted by the rule with id `rule` (`None`: the default action) under
+    /// the ruleset published as `stamp` (its low 32 bits, as flows keep it) fares under this
+    /// one, `p` being the fields of the packet that opened it: `Unchanged` if that rule and
+    /// every rule before it are unchanged since; `DeltaRules` if the rule is unchanged and
+    /// none of the few rules that changed before it matches `p` (both mean the rule is still
+    /// the first match, so the verdict holds); `Classify` otherwise.
+    #[inline]
+    pub fn recheck(&self, stamp: u32, rule: Option<RuleId>, p: &PacketFields) -> Recheck {
+        let index = match rule {
+            None => None,
+            Some(id) => match self.by_id.get(&id) {
+                Some(&i) => Some(i),
+                None => return Recheck::Classify,
+            },
+        };
+        let slot = index.map_or(self.resolved.len(), |i| i as usize);
+        let since = self.stable_since[slot].load(Ordering::Relaxed);
+        // Stamps are kept as their low 32 bits: compare on the wrapping difference.
+        if since != u64::MAX && (stamp.wrapping_sub(since as u32) as i32) >= 0 {
+            return Recheck::Unchanged;
+        }
+        if self.delta_at.load(Ordering::Relaxed) == u64::MAX {
+            return Recheck::Classify;
+        }
+        match self.delta.get() {
+            Some(d) if d.recheck(stamp, index, p) => Recheck::DeltaRules,
+            _ => Recheck::Classify,
+        }
+    }
+
+    /// The rules as validated, in evaluation order.
+    pub(crate) fn resolved(&self) -> &[ResolvedRule] {
+        &self.resolved
+    }
+
+    /// Index of the rule with id `id` (hashed).
+    pub(crate) fn index_of_id(&self, id: RuleId) -> Option<RuleIndex> {
+        self.by_id.get(&id).copied()
     }
 
     /// The publish number since which the rule with id `id` (`None`: the default action) and

@@ -30,6 +30,8 @@ pub struct FirewallCounters {
     pub revalidated: Counter,
     /// Of those, kept without classifying: the rules up to their own did not change.
     pub revalidated_unchanged: Counter,
+    /// Of those, kept after testing only the few rules that changed before their own.
+    pub revalidated_delta: Counter,
     /// Flows cut because the new ruleset no longer allows them.
     pub cut: Counter,
     /// Monitor (dry-run) rules that matched: what would have been enforced.
@@ -64,6 +66,7 @@ impl Default for FirewallCounters {
             rejected: Counter::default(),
             revalidated: Counter::default(),
             revalidated_unchanged: Counter::default(),
+            revalidated_delta: Counter::default(),
             cut: Counter::default(),
             monitor_hits: Counter::default(),
             table_full: Counter::default(),
@@ -99,6 +102,7 @@ impl FirewallCounters {
             rejected: self.rejected.get(),
             revalidated: self.revalidated.get(),
             revalidated_unchanged: self.revalidated_unchanged.get(),
+            revalidated_delta: self.revalidated_delta.get(),
             cut: self.cut.get(),
             monitor_hits: self.monitor_hits.get(),
             table_full: self.table_full.get(),
@@ -127,6 +131,7 @@ pub struct FirewallSnapshot {
     pub rejected: u64,
     pub revalidated: u64,
     pub revalidated_unchanged: u64,
+    pub revalidated_delta: u64,
     pub cut: u64,
     pub monitor_hits: u64,
     pub table_full: u64,
@@ -157,6 +162,7 @@ impl FirewallSnapshot {
         self.rejected += o.rejected;
         self.revalidated += o.revalidated;
         self.revalidated_unchanged += o.revalidated_unchanged;
+        self.revalidated_delta += o.revalidated_delta;
         self.cut += o.cut;
         self.monitor_hits += o.monitor_hits;
         self.table_full += o.table_full;

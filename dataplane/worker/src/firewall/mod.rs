@@ -24,6 +24,7 @@
 mod counters;
 mod inspect;
 mod log;
+mod revalidate;
 
 pub use counters::{FirewallCounters, FirewallSnapshot};
 pub use inspect::{AskError, FlowRow, Inspector, Question};
@@ -323,27 +324,25 @@ impl Firewall {
                     established += u64::from(verdicts[i] == Verdict::Forward);
                     continue;
                 }
-                if still_first_match(table, rs, hit, stamp) {
-                    // The rules up to the one that admitted it did not change: same verdict,
-                    // no classification (first match).
-                    c.revalidated.add(1);
-                    c.revalidated_unchanged.add(1);
+                // The flow is re-checked as the packet that opened it, whichever way
+                // this one travels: a reply must not be judged as a new connection.
+                let f = fields_of(materialise(s, i, j), direction);
+                let f = match hit.dir {
+                    rampart_flow::Direction::Original => f,
+                    rampart_flow::Direction::Reply => as_original(f),
+                };
+                if revalidate::keeps_rule(table, rs, c, hit, stamp, &f) {
+                    // Its rule is still the first match: same verdict, not classified.
                     verdicts[i] = track(table, c, hit, &s.key_info[j], now_ns);
                     established += u64::from(verdicts[i] == Verdict::Forward);
                     continue;
                 }
-                let f = fields_of(materialise(s, i, j), direction);
                 s.pending[q] = Pending {
                     pkt: i as u8,
                     key: j as u8,
                     hit: Some(hit),
                 };
-                // The flow is re-checked as the packet that opened it, whichever way
-                // this one travels: a reply must not be judged as a new connection.
-                s.fields[q] = match hit.dir {
-                    rampart_flow::Direction::Original => f,
-                    rampart_flow::Direction::Reply => as_original(f),
-                };
+                s.fields[q] = f;
                 q += 1;
                 continue;
             }
@@ -532,30 +531,6 @@ fn materialise(s: &mut Scratch, i: usize, j: usize) -> &Parsed {
         s.key_plain_l3[j] = 0;
     }
     &s.parsed[i]
-}
-
-/// A flow from an older ruleset whose admitting rule, and every rule before it, are unchanged
-/// since the flow was stamped: first match gives it the same rule now, so it is re-stamped
-/// with `stamp` and kept without classifying it again.
-#[inline]
-fn still_first_match(table: &mut FlowTable, rs: &Ruleset, hit: Hit, stamp: u64) -> bool {
-    let Some(f) = table.flow(hit.handle) else {
-        return false;
-    };
-    let rule = f.rule();
-    let id = (rule != DEFAULT_RULE).then_some(rampart_classify::RuleId(rule.0));
-    let since = rs.unchanged_since(id);
-    // Stamps are kept as their low 32 bits: compare on the wrapping difference.
-    if since == u64::MAX || (f.generation().wrapping_sub(since as u32) as i32) < 0 {
-        return false;
-    }
-    let adm = Admission {
-        rule,
-        generation: stamp,
-        strict_tcp: f.is_strict_tcp(),
-    };
-    table.readmit(hit.handle, &adm);
-    true
 }
 
 /// Whether flows admitted by `mt` get TCP sequence/window checks: the matching rule's `tcp`

@@ -1,0 +1,378 @@
+//! Delta revalidation: what changed between published rulesets, so a flow from an older
+//! ruleset can be re-checked by testing the few rules that changed instead of classifying it
+//! again.
+//!
+//! First match makes this exact. A flow admitted by rule R under ruleset S_old is still
+//! first-matched by R under S_new iff R is unchanged (same match fields, action and TCP
+//! strictness) and none of the rules of S_new before R that are new or changed since S_old
+//! matches it: every other rule before R was before R in S_old too, with the same match
+//! fields, and did not match then (R was the first). Removed rules cannot create a match.
+//!
+//! At publish each ruleset records, by index, the rules that changed within the last few
+//! publishes and the publish in which each last changed ([`Delta`]). "Unchanged" also means
+//! "in the same relative order": among the rules present and equal on both sides, the
+//! largest set that keeps its order stays unchanged and the rest count as changed (a moved
+//! rule is a changed rule).
+
+use std::cmp::Ordering;
+
+use rampart_config::policy::{
+    normalize, AddrRange, AddrSet, Direction, ResolvedRule, ServiceMatch,
+};
+
+use crate::fields::{PacketDirection, PacketFields};
+use crate::ruleset::Ruleset;
+
+/// Most changed rules a ruleset remembers. Each one costs a single-rule test per flow
+/// revalidated past it (a few ns); past this many, revalidation falls back to classifying
+/// (~0.1–0.3 µs) and the oldest changes are forgotten.
+pub const MAX_DELTA_RULES: usize = 16;
+
+/// How a flow from an older ruleset fares under the current one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recheck {
+    /// Its rule and every rule before it are unchanged since the flow was stamped.
+    Unchanged,
+    /// Its rule is unchanged and none of the rules that changed before it match the flow.
+    DeltaRules,
+    /// Unknown: classify it again.
+    Classify,
+}
+
+/// Whether two versions of a rule decide the same packets the same way: everything but
+/// its name, log flag, category and document position (the order is checked separately).
+/// Log only applies to new flows, so a log edit does not touch established ones.
+pub(crate) fn same_rule(a: &ResolvedRule, b: &ResolvedRule) -> bool {
+    a.id == b.id
+        && a.source == b.source
+        && a.destination == b.destination
+        && a.services == b.services
+        && a.vlan == b.vlan
+        && a.vni == b.vni
+        && a.direction == b.direction
+        && a.action == b.action
+        && a.monitor == b.monitor
+        && a.tcp == b.tcp
+}
+
+/// One rule's match fields in a form tested in a few comparisons: each side as sorted,
+/// disjoint ranges searched by bisection (a group of thousands of members stays cheap).
+#[derive(Clone, Debug)]
+pub(crate) struct RuleMatcher {
+    direction: Direction,
+    vlan: Option<u16>,
+    vni: Option<u32>,
+    services: Box<[ServiceMatch]>,
+    source: AddrMatcher,
+    destination: AddrMatcher,
+}
+
+#[derive(Clone, Debug)]
+struct AddrMatcher {
+    any: bool,
+    negate: bool,
+    /// Normalized: sorted by (family, lo), disjoint.
+    ranges: Box<[AddrRange]>,
+}
+
+impl AddrMatcher {
+    fn new(s: &AddrSet) -> Self {
+        AddrMatcher {
+            any: s.any,
+            negate: s.negate,
+            ranges: normalize(s.entries.iter().map(|e| e.range).collect()).into(),
+        }
+    }
+
+    #[inline]
+    fn matches(&self, family: rampart_config::policy::Family, addr: u128) -> bool {
+        if self.any {
+            return true;
+        }
+        // The last range starting at or before (family, addr).
+        let n = self
+            .ranges
+            .partition_point(|r| (r.family, r.lo).cmp(&(family, addr)) != Ordering::Greater);
+        let inside = n > 0 && {
+            let r = &self.ranges[n - 1];
+            r.family == family && addr <= r.hi
+        };
+        inside != self.negate
+    }
+}
+
+impl RuleMatcher {
+    pub(crate) fn new(r: &ResolvedRule) -> Self {
+        RuleMatcher {
+            direction: r.direction,
+            vlan: r.vlan,
+            vni: r.vni,
+            services: r.services.clone().into(),
+            source: AddrMatcher::new(&r.source),
+            destination: AddrMatcher::new(&r.destination),
+        }
+    }
+
+    /// Whether the rule matches `p` (as [`crate::linear::rule_matches`]).
+    #[inline]
+    pub(crate) fn matches(&self, p: &PacketFields) -> bool {
+        let dir_ok = match self.direction {
+            Direction::Both => true,
+            Direction::In => p.direction == PacketDirection::In,
+            Direction::Out => p.direction == PacketDirection::Out,
+        };
+        dir_ok
+            && self.vlan.is_none_or(|v| p.vlan == Some(v))
+            && self.vni.is_none_or(|v| p.vni == Some(v))
+            && self
+                .services
+                .iter()
+                .any(|s| s.matches(p.proto, p.sport, p.dport))
+            && self.source.matches(p.family, p.src)
+            && self.destination.matches(p.family, p.dst)
+    }
+}
+
+/// A rule that changed within the remembered publishes.
+#[derive(Clone, Debug)]
+struct Changed {
+    /// Its index in this ruleset.
+    index: u32,
+    /// The publish that last changed it.
+    at: u64,
+    /// Its match fields; `None` for a monitor rule (it never decides a verdict).
+    matcher: Option<RuleMatcher>,
+}
+
+/// What changed in the publishes up to the one that made a ruleset current.
+#[derive(Clone, Debug)]
+pub(crate) struct Delta {
+    /// Every change after this publish is recorded: flows stamped at it or later can be
+    /// rechecked.
+    complete_since: u64,
+    /// The last publish that changed the default action (0: none since `complete_since`).
+    default_at: u64,
+    /// Changed rules present in this ruleset, by index.
+    changed: Box<[Changed]>,
+}
+
+/// `a > b` for publish numbers whose low 32 bits are kept in flows (wrapping compare).
+#[inline]
+fn after(a: u64, b: u32) -> bool {
+    ((a as u32).wrapping_sub(b) as i32) > 0
+}
+
+impl Delta {
+    /// The delta of `next`, published as number `seq` over `prev` (whose own delta is
+    /// `prev_delta`, if it has one for the publish just before).
+    pub(crate) fn compute(
+        prev: &Ruleset,
+        prev_delta: Option<&Delta>,
+        next: &Ruleset,
+        seq: u64,
+    ) -> Delta {
+        let (old, new) = (prev.resolved(), next.resolved());
+        let kept = kept_in_order(prev, next);
+        let now: Vec<u32> = (0..new.len() as u32)
+            .filter(|&i| !kept[i as usize])
+            .collect();
+        let default_now = prev.default_action() != next.default_action();
+        if now.len() > MAX_DELTA_RULES {
+            // Too much changed: only flows of this very publish are covered.
+            return Delta {
+                complete_since: seq,
+                default_at: 0,
+                changed: Box::new([]),
+            };
+        }
+        // (index, at) of every remembered change, this publish's first.
+        let mut all: Vec<(u32, u64)> = now.iter().map(|&i| (i, seq)).collect();
+        let (mut complete_since, mut default_at) = (seq - 1, 0);
+        if let Some(d) = prev_delta {
+            complete_since = d.complete_since;
+            default_at = d.default_at;
+            for c in d.changed.iter() {
+                let id = old[c.index as usize].id;
+                // Changes of rules since removed cannot make a flow match.
+                if let Some(i) = next.index_of_id(id) {
+                    if kept[i as usize] {
+                        all.push((i, c.at));
+                    }
+                }
+            }
+        }
+        if default_now {
+            default_at = seq;
+        }
+        if all.len() > MAX_DELTA_RULES {
+            // Forget the oldest changes: flows stamped before them are classified again.
+            all.sort_by_key(|&(_, at)| std::cmp::Reverse(at));
+            complete_since = complete_since.max(all[MAX_DELTA_RULES].1);
+            all.truncate(MAX_DELTA_RULES);
+        }
+        all.sort_unstable();
+        let changed = all
+            .into_iter()
+            .map(|(index, at)| {
+                let r = &new[index as usize];
+                Changed {
+                    index,
+                    at,
+                    matcher: (!r.monitor).then(|| RuleMatcher::new(r)),
+                }
+            })
+            .collect();
+        Delta {
+            complete_since,
+            default_at,
+            changed,
+        }
+    }
+
+    /// Whether the flow admitted by the rule at `index` (`None`: the default action) under
+    /// the ruleset published as `stamp` (low 32 bits) is still first-matched by it, `p`
+    /// being the fields of the packet that opened it.
+    #[inline]
+    pub(crate) fn recheck(&self, stamp: u32, index: Option<u32>, p: &PacketFields) -> bool {
+        if after(self.complete_since, stamp) {
+            return false;
+        }
+        if index.is_none() && after(self.default_at, stamp) {
+            return false;
+        }
+        let end = index.unwrap_or(u32::MAX);
+        for c in self.changed.iter() {
+            if c.index > end {
+                break;
+            }
+            if !after(c.at, stamp) {
+                continue;
+            }
+            if c.index == end {
+                // The rule itself changed.
+                return false;
+            }
+            if c.matcher.as_ref().is_some_and(|m| m.matches(p)) {
+                // A new or changed rule before it matches: the verdict may differ.
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Per rule of `next`: equal to the rule with its id in `prev` and, among such rules, in a
+/// largest set that keeps its relative order (longest increasing run of old indices).
+fn kept_in_order(prev: &Ruleset, next: &Ruleset) -> Vec<bool> {
+    let (old, new) = (prev.resolved(), next.resolved());
+    // Old index of each rule of `next` that is equal there.
+    let old_of: Vec<Option<u32>> = new
+        .iter()
+        .map(|r| {
+            prev.index_of_id(r.id)
+                .filter(|&j| same_rule(&old[j as usize], r))
+        })
+        .collect();
+    // Longest increasing subsequence over the `Some`s (patience sorting with back links).
+    let mut tails: Vec<usize> = Vec::new(); // positions in `new`, by run length
+    let mut back: Vec<usize> = vec![usize::MAX; new.len()];
+    for (i, o) in old_of.iter().enumerate() {
+        let Some(o) = *o else { continue };
+        let k = tails.partition_point(|&t| old_of[t].expect("tail is kept") < o);
+        if k > 0 {
+            back[i] = tails[k - 1];
+        }
+        if k == tails.len() {
+            tails.push(i);
+        } else {
+            tails[k] = i;
+        }
+    }
+    let mut kept = vec![false; new.len()];
+    let mut at = tails.last().copied().unwrap_or(usize::MAX);
+    while at != usize::MAX {
+        kept[at] = true;
+        at = back[at];
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::linear::rule_matches;
+    use rampart_config::policy::{Action, AddrMatch, Family, RuleId, ValidatedPolicy};
+
+    fn rs(rules: Vec<ResolvedRule>) -> Ruleset {
+        Ruleset::compile(&ValidatedPolicy::from_rules(1, Action::Drop, rules)).unwrap()
+    }
+
+    fn rule(id: u32, port: u16) -> ResolvedRule {
+        let mut r = ResolvedRule::new(RuleId(id), Action::Allow);
+        r.services = vec![ServiceMatch {
+            proto: Some(6),
+            sport: rampart_config::policy::PortRange::ANY,
+            dport: rampart_config::policy::PortRange::single(port),
+            via: None,
+        }];
+        r
+    }
+
+    #[test]
+    fn moved_rules_count_as_changed_the_rest_keep_their_order() {
+        let a = rs((1..=6).map(|i| rule(i, i as u16)).collect());
+        // 6 moved to the front, 3 edited, 4 removed, 7 new.
+        let mut edited = rule(3, 33);
+        edited.log = true;
+        let b = rs(vec![
+            rule(6, 6),
+            rule(1, 1),
+            rule(2, 2),
+            edited,
+            rule(7, 7),
+            rule(5, 5),
+        ]);
+        assert_eq!(
+            kept_in_order(&a, &b),
+            vec![false, true, true, false, false, true]
+        );
+        // A log edit alone keeps a rule.
+        let mut logged = rule(2, 2);
+        logged.log = true;
+        let c = rs(vec![rule(1, 1), logged]);
+        let d = rs(vec![rule(1, 1), rule(2, 2)]);
+        assert_eq!(kept_in_order(&c, &d), vec![true, true]);
+    }
+
+    #[test]
+    fn matcher_agrees_with_the_linear_rule_test_on_ranges_and_negation() {
+        let mut r = rule(1, 80);
+        r.source = AddrSet {
+            any: false,
+            entries: [(10, 20), (15, 30), (50, 50)]
+                .into_iter()
+                .map(|(lo, hi)| AddrMatch {
+                    range: AddrRange {
+                        family: Family::V4,
+                        lo,
+                        hi,
+                    },
+                    via: None,
+                })
+                .collect(),
+            negate: false,
+        };
+        for negate in [false, true] {
+            r.source.negate = negate;
+            let m = RuleMatcher::new(&r);
+            for src in 0..60u32 {
+                for dport in [79, 80] {
+                    let p = PacketFields::v4(src, 1, 1, dport, 6);
+                    assert_eq!(m.matches(&p), rule_matches(&r, &p), "{src} {negate}");
+                }
+                let p6 = PacketFields::v6(u128::from(src), 1, 1, 80, 6);
+                assert_eq!(m.matches(&p6), rule_matches(&r, &p6));
+            }
+        }
+    }
+}
