@@ -144,9 +144,12 @@ struct Changed {
     matcher: Option<RuleMatcher>,
 }
 
-/// What changed in the publishes up to the one that made a ruleset current.
+/// What changed in the publishes up to the one that made a ruleset current: the rules
+/// (by index in that ruleset) that changed in the last few publishes and when.
 #[derive(Clone, Debug)]
-pub(crate) struct Delta {
+pub struct Delta {
+    /// The publish it describes.
+    at: u64,
     /// Every change after this publish is recorded: flows stamped at it or later can be
     /// rechecked.
     complete_since: u64,
@@ -163,6 +166,11 @@ fn after(a: u64, b: u32) -> bool {
 }
 
 impl Delta {
+    /// The publish it describes.
+    pub(crate) fn at(&self) -> u64 {
+        self.at
+    }
+
     /// The delta of `next`, published as number `seq` over `prev` (whose own delta is
     /// `prev_delta`, if it has one for the publish just before).
     pub(crate) fn compute(
@@ -180,6 +188,7 @@ impl Delta {
         if now.len() > MAX_DELTA_RULES {
             // Too much changed: only flows of this very publish are covered.
             return Delta {
+                at: seq,
                 complete_since: seq,
                 default_at: 0,
                 changed: Box::new([]),
@@ -223,6 +232,7 @@ impl Delta {
             })
             .collect();
         Delta {
+            at: seq,
             complete_since,
             default_at,
             changed,

@@ -19,12 +19,12 @@ pub mod table;
 mod tree;
 mod warnings;
 
-pub use delta::{Recheck, MAX_DELTA_RULES};
+pub use delta::{Delta, Recheck, MAX_DELTA_RULES};
 pub use fields::{Match, PacketDirection, PacketFields, RuleIndex};
 pub use hits::HIT_ROWS;
 pub use rampart_config::policy::{Action, Family, RuleId, TcpStrictness};
 pub use ruleset::{
     BuildStats, CompileError, Explanation, RuleExplanation, RuleMeta, Ruleset, MAX_BOXES,
 };
-pub use table::{NotQuiescent, RuleHits, TableHandle, TableReader};
+pub use table::{Current, NotQuiescent, RuleHits, TableHandle, TableReader};
 pub use warnings::Warning;

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
 use std::time::{Duration, Instant};
 
 use rampart_config::policy::{
@@ -150,12 +152,9 @@ pub struct Ruleset {
     /// every rule before it are unchanged (written by the table handle before it publishes
     /// this ruleset; `u64::MAX` = unknown).
     stable_since: Box<[AtomicU64]>,
-    /// The rules that changed in recent publishes (written once, by the first publish of
-    /// this ruleset over another).
-    delta: OnceLock<Delta>,
-    /// The publish `delta` describes; `u64::MAX` once this ruleset was published again over
-    /// a different one (its delta no longer says what changed).
-    delta_at: AtomicU64,
+    /// The rules that changed in the publishes up to this ruleset's latest (replaced at
+    /// every publish of it; readers keep the one they loaded with it).
+    delta: ArcSwapOption<Delta>,
 }
 
 /// Shape of the compiled classifier (for benchmarks and tuning).
@@ -304,8 +303,7 @@ impl Ruleset {
             stable_since: (0..=policy.rules.len())
                 .map(|_| AtomicU64::new(u64::MAX))
                 .collect(),
-            delta: OnceLock::new(),
-            delta_at: AtomicU64::new(u64::MAX),
+            delta: ArcSwapOption::empty(),
         })
     }
 
@@ -394,36 +392,29 @@ impl Ruleset {
     }
 
     fn settle_delta(&self, prev: &Ruleset, seq: u64) {
-        if std::ptr::eq(prev, self) {
-            // Published again over itself: nothing changed, its delta still holds.
-            if self.delta_at.load(Ordering::Relaxed) != u64::MAX {
-                self.delta_at.store(seq, Ordering::Relaxed);
-            }
-            return;
-        }
-        let prev_delta = prev
-            .delta
-            .get()
-            .filter(|_| prev.delta_at.load(Ordering::Relaxed) == seq - 1);
-        let delta = Delta::compute(prev, prev_delta, self, seq);
-        let at = if self.delta.set(delta).is_ok() {
-            seq
-        } else {
-            // Published before, over another ruleset: what it recorded then is not what
-            // changed now.
-            u64::MAX
-        };
-        self.delta_at.store(at, Ordering::Relaxed);
+        // The previous ruleset's delta, if it describes its publish (the one just before).
+        let prev_delta = prev.delta.load_full().filter(|d| d.at() == seq - 1);
+        let delta = Delta::compute(prev, prev_delta.as_deref(), self, seq);
+        self.delta.store(Some(Arc::new(delta)));
+    }
+
+    /// The delta of this ruleset's latest publish (a reader loads it with the ruleset).
+    pub(crate) fn delta(&self) -> Option<Arc<Delta>> {
+        self.delta.load_full()
     }
 
     /// How a flow admitted by the rule with id `rule` (`None`: the default action) under
     /// the ruleset published as `stamp` (its low 32 bits, as flows keep it) fares under this
-    /// one, `p` being the fields of the packet that opened it: `Unchanged` if that rule and
-    /// every rule before it are unchanged since; `DeltaRules` if the rule is unchanged and
-    /// none of the few rules that changed before it matches `p` (both mean the rule is still
-    /// the first match, so the verdict holds); `Classify` otherwise.
+    /// one, `p` being the fields of the packet that opened it; `delta` is what changed up to
+    /// this ruleset's publish (see [`crate::table::Current::recheck`]).
     #[inline]
-    pub fn recheck(&self, stamp: u32, rule: Option<RuleId>, p: &PacketFields) -> Recheck {
+    pub(crate) fn recheck(
+        &self,
+        delta: Option<&Delta>,
+        stamp: u32,
+        rule: Option<RuleId>,
+        p: &PacketFields,
+    ) -> Recheck {
         let index = match rule {
             None => None,
             Some(id) => match self.by_id.get(&id) {
@@ -437,10 +428,7 @@ impl Ruleset {
         if since != u64::MAX && (stamp.wrapping_sub(since as u32) as i32) >= 0 {
             return Recheck::Unchanged;
         }
-        if self.delta_at.load(Ordering::Relaxed) == u64::MAX {
-            return Recheck::Classify;
-        }
-        match self.delta.get() {
+        match delta {
             Some(d) if d.recheck(stamp, index, p) => Recheck::DeltaRules,
             _ => Recheck::Classify,
         }

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
+use crate::delta::{Delta, Recheck};
 use crate::ruleset::Ruleset;
-use crate::{Action, RuleId};
+use crate::{Action, PacketFields, RuleId};
 
 /// `seen` value of a reader that is offline (parked) and must not be waited for.
 const OFFLINE: u64 = u64::MAX;
@@ -180,6 +181,7 @@ impl TableHandle {
         TableReader {
             shared: self.shared.clone(),
             slot,
+            cached_delta: cached.delta(),
             cached,
             cached_seq: seq,
         }
@@ -233,6 +235,32 @@ pub struct TableReader {
     slot: Arc<Slot>,
     cached: Arc<Ruleset>,
     cached_seq: u64,
+    /// What changed up to `cached`'s publish, loaded with it.
+    cached_delta: Option<Arc<Delta>>,
+}
+
+/// The ruleset of a burst, its publish number, and what changed up to it: what a worker
+/// needs to stamp flows and recheck those of older rulesets.
+pub struct Current<'a> {
+    /// The ruleset.
+    pub ruleset: &'a Ruleset,
+    /// Its publish number (maybe older than the ruleset, never newer; see
+    /// [`TableReader::load_stamped`]).
+    pub stamp: u64,
+    delta: Option<&'a Delta>,
+}
+
+impl Current<'_> {
+    /// How a flow admitted by the rule with id `rule` (`None`: the default action) under the
+    /// ruleset published as `stamp` (its low 32 bits, as flows keep it) fares under this one,
+    /// `opening` being the fields of the packet that opened the flow. `Unchanged`: that rule
+    /// and every rule before it are the same since; `DeltaRules`: the rule is the same and
+    /// none of the few rules that changed before it matches `opening`. Both mean it is still
+    /// the first match (the verdict holds); `Classify`: classify it again.
+    #[inline]
+    pub fn recheck(&self, stamp: u32, rule: Option<RuleId>, opening: &PacketFields) -> Recheck {
+        self.ruleset.recheck(self.delta, stamp, rule, opening)
+    }
 }
 
 impl TableReader {
@@ -244,6 +272,9 @@ impl TableReader {
             // that ruleset or a newer one.
             self.cached = self.shared.current.load_full();
             self.cached_seq = seq;
+            // Stored before the ruleset was published: the delta of its publish or a later
+            // one, either true of it.
+            self.cached_delta = self.cached.delta();
         }
         seq
     }
@@ -264,6 +295,17 @@ impl TableReader {
     pub fn load_stamped(&mut self) -> (&Ruleset, u64) {
         let seq = self.refresh();
         (&self.cached, seq)
+    }
+
+    /// [`Self::load_stamped`] with what changed up to the ruleset, to recheck flows.
+    #[inline]
+    pub fn load_current(&mut self) -> Current<'_> {
+        let stamp = self.refresh();
+        Current {
+            ruleset: &self.cached,
+            stamp,
+            delta: self.cached_delta.as_deref(),
+        }
     }
 
     /// The ruleset as an `Arc` (for flows or logs that must outlive the burst).

@@ -22,18 +22,22 @@
 //! Rates are packets per CPU-second of the measuring thread (the host is shared; wall-clock
 //! rates would mostly measure the other tenants), best of `ROUNDS` interleaved rounds.
 //!
+//! 3. **Continuous publishing** (`decide` alone): a thread edits one rule, compiles and
+//!    publishes, back to back, while the worker runs (the realistic busy control plane).
+//!
 //! `cargo bench -p rampart-dataplane --bench pipeline [-- --quick] [--no-dpdk] [--no-decide]`
 //! prints markdown tables; `--json` prints one JSON object per row instead.
-//! For profiling: `SETS=acl1_10k` (rule sets), `SCENARIOS=established,swaps,new` (part 2),
+//! For profiling: `SETS=acl1_10k` (rule sets), `SCENARIOS=established,swaps,continuous,new` (parts 2, 3),
 //! `SIZES=10000` (established flow counts), `NEW_FLOWS=65536`.
 
 use cpu_time::ThreadTime;
 use rampart_classify::classbench::{load_rules, load_trace, to_policy, CbPacket};
 use rampart_classify::{Action, Ruleset, TableHandle};
+use rampart_config::policy::{PortRange, ResolvedRule, ServiceMatch, ValidatedPolicy};
 use rampart_dataplane::firewall::STAGE_BURST;
 use rampart_dataplane::{
-    BurstCtx, BurstStage, Firewall, FirewallSettings, ForwardAll, PortIndex, Verdict, Worker,
-    WorkerId, WorkerQueues, WorkerSettings,
+    BurstCtx, BurstStage, Firewall, FirewallSettings, FirewallSnapshot, ForwardAll, PortIndex,
+    Verdict, Worker, WorkerId, WorkerQueues, WorkerSettings,
 };
 use rampart_dpdk::{Eal, MbufBurst, Mempool, MempoolConfig, Port, PortConfig};
 use rampart_wire::tcp::flags;
@@ -389,6 +393,221 @@ impl Dpdk {
     }
 }
 
+/// An edit that changes a rule's match fields (so revalidation must look at it) without
+/// changing any verdict of the benchmark's flows: an alternative for an unused protocol
+/// (253, "experimentation") is added to or removed from its services.
+fn toggle_inert_service(r: &mut ResolvedRule) {
+    if r.services.last().is_some_and(|s| s.proto == Some(253)) {
+        r.services.pop();
+    } else {
+        r.services.push(ServiceMatch {
+            proto: Some(253),
+            sport: PortRange::ANY,
+            dport: PortRange::ANY,
+            via: None,
+        });
+    }
+}
+
+/// "x% unchanged, y% delta": how the revalidations between two snapshots were decided.
+fn revalidation_mix(before: &FirewallSnapshot, after: &FirewallSnapshot) -> String {
+    let all = (after.revalidated - before.revalidated).max(1) as f64;
+    let unchanged = (after.revalidated_unchanged - before.revalidated_unchanged) as f64;
+    let delta = (after.revalidated_delta - before.revalidated_delta) as f64;
+    format!(
+        "revalidations {:.0}% unchanged rules, {:.0}% delta rules, {:.0}% classified",
+        100.0 * unchanged / all,
+        100.0 * delta / all,
+        100.0 * (all - unchanged - delta) / all
+    )
+}
+
+/// Timed swaps: another thread publishes a precompiled ruleset every 1, 10 and 100 ms,
+/// alternating between two that differ by the kind of change.
+#[allow(clippy::too_many_arguments)]
+fn swap_rows(
+    rows: &mut Vec<Row>,
+    fw: &mut Firewall,
+    fr: &[[u8; FRAME]],
+    policy: &ValidatedPolicy,
+    table: &TableHandle,
+    nrules: usize,
+    est: f64,
+    budget: Duration,
+    rounds: usize,
+    now: &mut u64,
+) {
+    // Three kinds of swap: the same rules under a new generation (revalidation re-stamps
+    // each flow without classifying: first match, nothing before its rule changed); rule 0
+    // edited (its match fields: each flow tests that one rule — delta revalidation — and the
+    // flows of rule 0 itself are classified); 32 rules edited (more than a delta keeps:
+    // every flow is classified again, the worst case).
+    for (kind, edited) in [
+        ("same rules", 0usize),
+        ("rule 0 edited", 1),
+        ("32 rules edited", 32),
+    ] {
+        let mut other = policy.clone();
+        other.generation = 2;
+        let mut first_policy = policy.clone();
+        for r in other.rules.iter_mut().take(edited) {
+            toggle_inert_service(r);
+        }
+        if edited > 0 {
+            first_policy.generation = 3;
+        }
+        let next = Arc::new(Ruleset::compile(&other).expect("compile"));
+        let first = Arc::new(Ruleset::compile(&first_policy).expect("compile"));
+        // A swap every 1, 10 and 100 ms.
+        for interval_ms in [1u64, 10, 100] {
+            // Best of `rounds`, like the row it is compared with.
+            let (mut during, mut published) = (0f64, 0u64);
+            let mut mix = String::new();
+            for _ in 0..rounds {
+                let stop = Arc::new(AtomicBool::new(false));
+                // The first swap happens before the run starts (even a short smoke run sees
+                // one); the thread goes on from there. Always a publish that differs from the
+                // current one (by identity).
+                let other_of = |cur: &Arc<Ruleset>| {
+                    if Arc::ptr_eq(cur, &next) {
+                        first.clone()
+                    } else {
+                        next.clone()
+                    }
+                };
+                drop(table.publish(other_of(&table.current())));
+                let before = fw.counters().snapshot();
+                let swaps = {
+                    let (table, stop) = (table.clone(), stop.clone());
+                    let (next, first) = (next.clone(), first.clone());
+                    std::thread::spawn(move || {
+                        let mut k = 1u64;
+                        while !stop.load(Ordering::Relaxed) {
+                            let _ = table.wait_quiescent(Duration::from_secs(1));
+                            std::thread::sleep(Duration::from_millis(interval_ms));
+                            let rs = if Arc::ptr_eq(&table.current(), &next) {
+                                first.clone()
+                            } else {
+                                next.clone()
+                            };
+                            drop(table.publish(rs));
+                            k += 1;
+                        }
+                        k
+                    })
+                };
+                let mpps = run_decide(fw, fr, budget, now);
+                stop.store(true, Ordering::Relaxed);
+                let k = swaps.join().unwrap();
+                assert!(k > 0);
+                published += k;
+                let c = fw.counters().snapshot();
+                assert!(c.revalidated > before.revalidated && c.cut == 0, "{c:?}");
+                let used = |a: u64, b: u64| a > b;
+                let (shortcut, delta) = (
+                    used(c.revalidated_unchanged, before.revalidated_unchanged),
+                    used(c.revalidated_delta, before.revalidated_delta),
+                );
+                assert_eq!(shortcut, edited == 0, "{kind}: {c:?}");
+                assert_eq!(delta, edited == 1, "{kind}: {c:?}");
+                if mpps > during {
+                    during = mpps;
+                    mix = revalidation_mix(&before, &c);
+                }
+            }
+            let published = published / rounds as u64;
+            rows.push(Row {
+                part: "decide",
+                scenario: format!(
+                    "established, {published} swaps per round (1 per {interval_ms} ms), {kind}; {mix}"
+                ),
+                rules: nrules,
+                flows: fr.len(),
+                mpps: during,
+                reference: Some(("without swaps", est)),
+                reference2: None,
+            });
+        }
+    }
+}
+
+/// Continuous publishing, as a busy control plane does it: a thread edits one rule (a
+/// random one), compiles the whole policy and publishes it, back to back for the whole run
+/// (on the other core; a 10K-rule compile takes tens of ms).
+#[allow(clippy::too_many_arguments)]
+fn continuous_row(
+    rows: &mut Vec<Row>,
+    fw: &mut Firewall,
+    fr: &[[u8; FRAME]],
+    policy: &ValidatedPolicy,
+    table: &TableHandle,
+    nrules: usize,
+    est: f64,
+    budget: Duration,
+    rounds: usize,
+    now: &mut u64,
+) {
+    let (mut during, mut published) = (0f64, 0u64);
+    let mut mix = String::new();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..rounds {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ready = Arc::new(AtomicBool::new(false));
+        let publisher = {
+            let (table, stop, ready) = (table.clone(), stop.clone(), ready.clone());
+            let mut p = policy.clone();
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let mut rng = seed;
+            std::thread::spawn(move || {
+                let mut k = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    rng = rng
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let i = ((rng >> 33) % p.rules.len() as u64) as usize;
+                    toggle_inert_service(&mut p.rules[i]);
+                    p.generation += 1;
+                    let rs = Arc::new(Ruleset::compile(&p).expect("compile"));
+                    drop(table.publish(rs));
+                    let _ = table.wait_quiescent(Duration::from_secs(1));
+                    k += 1;
+                    ready.store(true, Ordering::Relaxed);
+                }
+                k
+            })
+        };
+        // Start measuring once publishing is under way (the first compile takes a while).
+        while !ready.load(Ordering::Relaxed) {
+            run_decide(fw, fr, Duration::from_millis(1), now);
+        }
+        let before = fw.counters().snapshot();
+        let mpps = run_decide(fw, fr, budget, now);
+        let after = fw.counters().snapshot();
+        stop.store(true, Ordering::Relaxed);
+        published += publisher.join().unwrap();
+        assert!(
+            after.revalidated > before.revalidated && after.cut == 0,
+            "{after:?}"
+        );
+        if mpps > during {
+            during = mpps;
+            mix = revalidation_mix(&before, &after);
+        }
+    }
+    rows.push(Row {
+        part: "decide",
+        scenario: format!(
+            "established, continuous publishing (compile + publish back to back, one random rule edited each; {} publishes per round); {mix}",
+            published / rounds as u64
+        ),
+        rules: nrules,
+        flows: fr.len(),
+        mpps: during,
+        reference: Some(("without swaps", est)),
+        reference2: None,
+    });
+}
+
 struct Row {
     part: &'static str,
     scenario: String,
@@ -538,7 +757,7 @@ fn main() {
         let tsc_hz = 1_000_000_000;
         for (nrules, policy, table, frames) in &loaded {
             for (n, fr) in &frames[..frames.len() - 1] {
-                if !want("established") && !want("swaps") {
+                if !want("established") && !want("swaps") && !want("continuous") {
                     continue;
                 }
                 let mut fw = firewall(table, n * 2, tsc_hz);
@@ -551,82 +770,16 @@ fn main() {
                 let c = fw.counters().snapshot();
                 assert!(c.established > 0 && c.new_flows as usize == *n, "{c:?}");
                 if *n == sizes[0] && want("swaps") {
-                    // Two kinds of swap: the same rules under a new generation (revalidation
-                    // re-stamps each flow without classifying: first match, nothing before its
-                    // rule changed), and rule 0 edited (its log flag: verdicts stay, but every
-                    // flow is classified again — the worst case).
-                    for (kind, edit_first) in [("same rules", false), ("rule 0 edited", true)] {
-                        let mut other = policy.clone();
-                        other.generation = 2;
-                        let mut first_policy = policy.clone();
-                        if edit_first {
-                            other.rules[0].log = !other.rules[0].log;
-                            first_policy.generation = 3;
-                        }
-                        let next = Arc::new(Ruleset::compile(&other).expect("compile"));
-                        let first = Arc::new(Ruleset::compile(&first_policy).expect("compile"));
-                        // A swap every 1, 10 and 100 ms.
-                        for interval_ms in [1u64, 10, 100] {
-                            // Best of `rounds`, like the row it is compared with.
-                            let (mut during, mut published) = (0f64, 0u64);
-                            for _ in 0..rounds {
-                                let stop = Arc::new(AtomicBool::new(false));
-                                // The first swap happens before the run starts (even a short smoke run
-                                // sees one); the thread goes on from there.
-                                // Always a publish that differs from the current one (by identity).
-                                let other_of = |cur: &Arc<Ruleset>| {
-                                    if Arc::ptr_eq(cur, &next) {
-                                        first.clone()
-                                    } else {
-                                        next.clone()
-                                    }
-                                };
-                                drop(table.publish(other_of(&table.current())));
-                                let before = fw.counters().snapshot();
-                                let swaps = {
-                                    let (table, stop) = (table.clone(), stop.clone());
-                                    let (next, first) = (next.clone(), first.clone());
-                                    std::thread::spawn(move || {
-                                        let mut k = 1u64;
-                                        while !stop.load(Ordering::Relaxed) {
-                                            let _ = table.wait_quiescent(Duration::from_secs(1));
-                                            std::thread::sleep(Duration::from_millis(interval_ms));
-                                            let rs = if Arc::ptr_eq(&table.current(), &next) {
-                                                first.clone()
-                                            } else {
-                                                next.clone()
-                                            };
-                                            drop(table.publish(rs));
-                                            k += 1;
-                                        }
-                                        k
-                                    })
-                                };
-                                during = during.max(run_decide(&mut fw, fr, budget, &mut now));
-                                stop.store(true, Ordering::Relaxed);
-                                let k = swaps.join().unwrap();
-                                assert!(k > 0);
-                                published += k;
-                                let c = fw.counters().snapshot();
-                                assert!(c.revalidated > before.revalidated && c.cut == 0, "{c:?}");
-                                let shortcut =
-                                    c.revalidated_unchanged > before.revalidated_unchanged;
-                                assert_eq!(shortcut, !edit_first, "{kind}: {c:?}");
-                            }
-                            let published = published / rounds as u64;
-                            rows.push(Row {
-                                part: "decide",
-                                scenario: format!(
-                                "established, {published} swaps per round (1 per {interval_ms} ms), {kind}"
-                            ),
-                                rules: *nrules,
-                                flows: *n,
-                                mpps: during,
-                                reference: Some(("without swaps", est)),
-                                reference2: None,
-                            });
-                        }
-                    }
+                    swap_rows(
+                        &mut rows, &mut fw, fr, policy, table, *nrules, est, budget, rounds,
+                        &mut now,
+                    );
+                }
+                if *n == sizes[0] && want("continuous") {
+                    continuous_row(
+                        &mut rows, &mut fw, fr, policy, table, *nrules, est, budget, rounds,
+                        &mut now,
+                    );
                 }
                 if want("established") {
                     rows.push(Row {

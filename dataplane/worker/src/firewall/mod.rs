@@ -264,7 +264,8 @@ impl Firewall {
         // Flows are stamped with the ruleset's publish number, not its policy generation:
         // an inventory update republishes the same generation with new group members, and
         // the flows it affects must be revalidated too.
-        let (rs, stamp) = reader.load_stamped();
+        let cur = reader.load_current();
+        let (rs, stamp) = (cur.ruleset, cur.stamp);
         let generation = rs.generation();
 
         // 1. Parse. The common frame (untagged IPv4 without options, TCP without options or
@@ -331,7 +332,7 @@ impl Firewall {
                     rampart_flow::Direction::Original => f,
                     rampart_flow::Direction::Reply => as_original(f),
                 };
-                if revalidate::keeps_rule(table, rs, c, hit, stamp, &f) {
+                if revalidate::keeps_rule(table, &cur, c, hit, &f) {
                     // Its rule is still the first match: same verdict, not classified.
                     verdicts[i] = track(table, c, hit, &s.key_info[j], now_ns);
                     established += u64::from(verdicts[i] == Verdict::Forward);

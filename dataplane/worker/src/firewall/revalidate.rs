@@ -2,19 +2,18 @@
 //! match proves its rule is still the one (see `rampart_classify::Recheck`).
 
 use super::{FirewallCounters, DEFAULT_RULE};
-use rampart_classify::{PacketFields, Recheck, Ruleset};
+use rampart_classify::{Current, PacketFields, Recheck};
 use rampart_flow::{Admission, FlowTable, Hit};
 
-/// Whether the flow of `hit` keeps its rule under `rs` (published as `stamp`), `opening`
-/// being the fields of the packet that opened it. If so it is re-stamped with `stamp` and
-/// counted; if not, the caller classifies it again.
+/// Whether the flow of `hit` keeps its rule under the current ruleset, `opening` being the
+/// fields of the packet that opened it. If so it is re-stamped with the current publish
+/// number and counted; if not, the caller classifies it again.
 #[inline]
 pub(super) fn keeps_rule(
     table: &mut FlowTable,
-    rs: &Ruleset,
+    cur: &Current<'_>,
     c: &FirewallCounters,
     hit: Hit,
-    stamp: u64,
     opening: &PacketFields,
 ) -> bool {
     let Some(f) = table.flow(hit.handle) else {
@@ -22,7 +21,7 @@ pub(super) fn keeps_rule(
     };
     let rule = f.rule();
     let id = (rule != DEFAULT_RULE).then_some(rampart_classify::RuleId(rule.0));
-    match rs.recheck(f.generation(), id, opening) {
+    match cur.recheck(f.generation(), id, opening) {
         Recheck::Classify => return false,
         // Its rule and every rule before it are the same since the flow was stamped.
         Recheck::Unchanged => c.revalidated_unchanged.add(1),
@@ -32,7 +31,7 @@ pub(super) fn keeps_rule(
     c.revalidated.add(1);
     let adm = Admission {
         rule,
-        generation: stamp,
+        generation: cur.stamp,
         strict_tcp: f.is_strict_tcp(),
     };
     table.readmit(hit.handle, &adm);

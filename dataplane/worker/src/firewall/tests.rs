@@ -691,3 +691,301 @@ fn revalidation_classifies_only_flows_whose_rule_prefix_changed() {
     let c = r.c();
     assert_eq!((c.revalidated, c.revalidated_unchanged, c.cut), (4, 3, 1));
 }
+
+/// A policy of generation `g` (default `default`) from rule objects in JSON.
+fn rules_policy(g: u64, default: &str, rules: &[String]) -> Arc<Ruleset> {
+    ruleset(&format!(
+        r#"{{ "generation": {g}, "default_action": "{default}", "rules": [{}] }}"#,
+        rules.join(",")
+    ))
+}
+
+/// Rule `id`: TCP to `dport` (a port or "lo-hi"), outbound, with `action`.
+fn port_rule(id: u32, dport: &str, action: &str) -> String {
+    format!(
+        r#"{{ "id": {id}, "protocol": "tcp", "destination": {{ "ports": ["{dport}"] }},
+              "direction": "out", "action": "{action}" }}"#
+    )
+}
+
+/// The rig with rules 1 (TCP/1000), 2 (TCP/2000) and 3 (TCP/80) allowed, default drop,
+/// and one established web flow (rule 3, opened from port 48000); returns the web segment.
+fn delta_rig() -> (Rig, Vec<u8>) {
+    let mut r = Rig::new(true);
+    r.handle.publish(rules_policy(2, "drop", &delta_base()));
+    let (seq, ack) = open_web(&mut r, 48000);
+    let web = tcp(CLIENT, SERVER, 48000, 80, flags::ACK, seq, ack);
+    (r, web)
+}
+
+fn delta_base() -> Vec<String> {
+    vec![
+        port_rule(1, "1000", "allow"),
+        port_rule(2, "2000", "allow"),
+        port_rule(3, "80", "allow"),
+    ]
+}
+
+#[test]
+fn changes_before_a_flows_rule_that_do_not_match_it_keep_it_without_classifying() {
+    let (mut r, web) = delta_rig();
+    // Rule 1 edited, a drop of telnet inserted first, rule 2 removed: all before rule 3,
+    // none matching the web flow.
+    r.handle.publish(rules_policy(
+        3,
+        "drop",
+        &[
+            port_rule(9, "23", "drop"),
+            port_rule(1, "1000-1001", "allow"),
+            port_rule(3, "80", "allow"),
+        ],
+    ));
+    assert_eq!(r.one(INSIDE, web.clone()), Verdict::Forward);
+    let c = r.c();
+    assert_eq!(
+        (c.revalidated, c.revalidated_unchanged, c.revalidated_delta),
+        (1, 0, 1)
+    );
+    let (_, f) = r.fw.flows().iter().next().unwrap();
+    assert_eq!(f.rule(), RuleId(3));
+    assert!(f.admitted_under(3));
+    // Two more publishes while the flow is idle: the deltas chain.
+    r.handle.publish(rules_policy(
+        4,
+        "drop",
+        &[port_rule(9, "24", "drop"), port_rule(3, "80", "allow")],
+    ));
+    r.handle.publish(rules_policy(
+        5,
+        "drop",
+        &[
+            port_rule(9, "24", "drop"),
+            port_rule(10, "8080", "reject"),
+            port_rule(3, "80", "allow"),
+        ],
+    ));
+    let reply = tcp(SERVER, CLIENT, 80, 48000, flags::ACK, 501, 101);
+    assert_eq!(r.one(OUTSIDE, reply), Verdict::Forward);
+    assert_eq!((r.c().revalidated_delta, r.c().cut), (2, 0));
+}
+
+#[test]
+fn a_new_deny_before_a_flows_rule_that_matches_it_cuts_the_flow() {
+    let (mut r, web) = delta_rig();
+    let mut rules = delta_base();
+    rules.insert(1, port_rule(9, "80", "drop"));
+    r.handle.publish(rules_policy(3, "drop", &rules));
+    assert_eq!(r.one(INSIDE, web), Verdict::Drop(DropReason::Policy));
+    let c = r.c();
+    assert_eq!((c.cut, c.flows, c.revalidated_delta), (1, 0, 0));
+}
+
+#[test]
+fn a_new_reject_before_a_flows_rule_that_matches_it_answers_and_cuts() {
+    let (mut r, web) = delta_rig();
+    let mut rules = delta_base();
+    rules.insert(0, port_rule(9, "79-81", "reject"));
+    r.handle.publish(rules_policy(3, "drop", &rules));
+    assert_eq!(r.one(INSIDE, web), Verdict::Reply);
+    let rst = parse(r.fw.reply(0), &ParseConfig::default()).unwrap();
+    assert_eq!(rst.key.dst_port, 48000);
+    let c = r.c();
+    assert_eq!(
+        (c.cut, c.rejected, c.flows, c.revalidated_delta),
+        (1, 1, 0, 0)
+    );
+}
+
+#[test]
+fn a_flows_own_rule_turned_to_drop_cuts_it() {
+    let (mut r, web) = delta_rig();
+    let mut rules = delta_base();
+    rules[2] = port_rule(3, "80", "drop");
+    // Another change before it, so the prefix shortcut does not apply either way.
+    rules[0] = port_rule(1, "1001", "allow");
+    r.handle.publish(rules_policy(3, "drop", &rules));
+    assert_eq!(r.one(INSIDE, web), Verdict::Drop(DropReason::Policy));
+    assert_eq!((r.c().cut, r.c().revalidated_delta), (1, 0));
+}
+
+#[test]
+fn a_flows_removed_rule_hands_it_to_the_next_match() {
+    let (mut r, web) = delta_rig();
+    // Rule 3 removed, a wider allow after where it was: the flow is classified and moves
+    // to rule 4.
+    let mut rules = delta_base();
+    rules[2] = port_rule(4, "1-1023", "allow");
+    r.handle.publish(rules_policy(3, "drop", &rules));
+    assert_eq!(r.one(INSIDE, web.clone()), Verdict::Forward);
+    let (_, f) = r.fw.flows().iter().next().unwrap();
+    assert_eq!(f.rule(), RuleId(4));
+    assert_eq!((r.c().revalidated_delta, r.c().cut), (0, 0));
+    // Rule 4 removed too: the default (drop) cuts it.
+    r.handle
+        .publish(rules_policy(4, "drop", &delta_base()[..2]));
+    assert_eq!(r.one(INSIDE, web), Verdict::Drop(DropReason::Policy));
+    assert_eq!(r.c().cut, 1);
+}
+
+#[test]
+fn a_flow_of_the_default_action_is_kept_by_the_delta_until_the_default_changes() {
+    let mut r = Rig::new(true);
+    r.handle.publish(rules_policy(2, "allow", &delta_base()));
+    let (seq, ack) = open_tcp(&mut r, 48100, 5000);
+    let seg = tcp(CLIENT, SERVER, 48100, 5000, flags::ACK, seq, ack);
+    let mut rules = delta_base();
+    rules.push(port_rule(9, "6000", "drop"));
+    r.handle.publish(rules_policy(3, "allow", &rules));
+    assert_eq!(r.one(INSIDE, seg.clone()), Verdict::Forward);
+    assert_eq!(r.c().revalidated_delta, 1);
+    r.handle.publish(rules_policy(4, "drop", &rules));
+    assert_eq!(r.one(INSIDE, seg), Verdict::Drop(DropReason::Policy));
+    assert_eq!((r.c().revalidated_delta, r.c().cut), (1, 1));
+}
+
+/// Differential: random edits published one after another (several at a time, flows
+/// sometimes idle across publishes); every flow must end up exactly as the linear oracle
+/// classifying its opening packet under the current policy says — kept with that rule,
+/// cut, or answered — whether revalidation used the delta or classified.
+#[test]
+fn delta_revalidation_agrees_with_the_oracle_on_random_edits() {
+    use rampart_classify::linear::Linear;
+    let rng = std::cell::Cell::new(0x2545_f491_4f6c_dd1du64);
+    let next = |n: u64| {
+        let mut x = rng.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        rng.set(x);
+        x % n
+    };
+    let mut used_delta = 0;
+    for round in 0..12 {
+        // A random rule over ports 1000..1015 and two client subnets.
+        let random_rule = |id: u32| {
+            let lo = 1000 + next(16);
+            let hi = (lo + next(4)).min(1015);
+            let src = ["10.0.0.0/24", "10.0.1.0/24", "10.0.0.0/16"][next(3) as usize];
+            let dir = ["out", "in", "both", "both"][next(4) as usize];
+            let action = ["allow", "allow", "allow", "drop", "reject"][next(5) as usize];
+            let log = next(2) == 0;
+            format!(
+                r#"{{ "id": {id}, "protocol": "tcp", "source": {{ "addresses": ["{src}"] }},
+                      "destination": {{ "ports": ["{lo}-{hi}"] }}, "direction": "{dir}",
+                      "action": "{action}", "log": {log} }}"#
+            )
+        };
+        let mut rules: Vec<(u32, String)> = (0..12).map(|i| (i, random_rule(i))).collect();
+        let mut default = if round % 2 == 0 { "allow" } else { "drop" };
+        let mut next_id = 100;
+        let compile = |g: u64, default: &str, rules: &[(u32, String)]| {
+            let json: Vec<String> = rules.iter().map(|(_, j)| j.clone()).collect();
+            let doc = PolicyDocument::from_json_slice(
+                format!(
+                    r#"{{ "generation": {g}, "default_action": "{default}", "rules": [{}] }}"#,
+                    json.join(",")
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+            let v = doc.validate_standalone().unwrap();
+            (Arc::new(Ruleset::compile(&v).unwrap()), Linear::new(&v))
+        };
+        let mut r = Rig::new(true);
+        let (rs, _) = compile(2, default, &rules);
+        r.handle.publish(rs);
+        // Flows from 10.0.0.2 to ports 1000..1015, two per port; those the policy refuses
+        // are not opened.
+        let mut alive: Vec<(u16, u16)> = Vec::new();
+        for k in 0..32u16 {
+            let (sport, dport) = (50000 + k, 1000 + k % 16);
+            if r.one(
+                INSIDE,
+                tcp(CLIENT, SERVER, sport, dport, flags::SYN, 100, 0),
+            ) != Verdict::Forward
+            {
+                continue;
+            }
+            let synack = tcp(
+                SERVER,
+                CLIENT,
+                dport,
+                sport,
+                flags::SYN | flags::ACK,
+                500,
+                101,
+            );
+            assert_eq!(r.one(OUTSIDE, synack), Verdict::Forward);
+            let ack = tcp(CLIENT, SERVER, sport, dport, flags::ACK, 101, 501);
+            assert_eq!(r.one(INSIDE, ack), Verdict::Forward);
+            alive.push((sport, dport));
+        }
+        for g in 3..10u64 {
+            for _ in 0..1 + next(3) {
+                let n = rules.len() as u64;
+                match next(6) {
+                    0 if n > 0 => {
+                        let i = next(n) as usize;
+                        rules[i].1 = random_rule(rules[i].0);
+                    }
+                    1 => {
+                        let id = next_id;
+                        next_id += 1;
+                        rules.insert(next(n + 1) as usize, (id, random_rule(id)));
+                    }
+                    2 if n > 1 => {
+                        rules.remove(next(n) as usize);
+                    }
+                    3 if n > 1 => {
+                        let x = rules.remove(next(n) as usize);
+                        rules.insert(next(n) as usize, x);
+                    }
+                    4 => default = if default == "allow" { "drop" } else { "allow" },
+                    _ => {}
+                }
+            }
+            let (rs, oracle) = compile(g, default, &rules);
+            r.handle.publish(rs);
+            let before = r.c().revalidated_delta;
+            let mut still = Vec::new();
+            for &(sport, dport) in &alive {
+                // Some flows stay idle across a publish, so deltas chain.
+                if next(4) == 0 {
+                    still.push((sport, dport));
+                    continue;
+                }
+                let mut opening =
+                    PacketFields::v4(u32::from(CLIENT), u32::from(SERVER), sport, dport, 6);
+                opening.direction = PacketDirection::Out;
+                let want = oracle.classify(&opening);
+                let v = r.one(
+                    INSIDE,
+                    tcp(CLIENT, SERVER, sport, dport, flags::ACK, 101, 501),
+                );
+                match want.action {
+                    Action::Allow => {
+                        assert_eq!(v, Verdict::Forward, "round {round} g {g} {dport}");
+                        let f = r
+                            .fw
+                            .flows()
+                            .iter()
+                            .find(|(_, f)| f.key().src_port == sport || f.key().dst_port == sport)
+                            .map(|(_, f)| f.rule());
+                        let id = want.rule_id.map_or(DEFAULT_RULE, |i| RuleId(i.0));
+                        assert_eq!(f, Some(id), "round {round} g {g} {dport}");
+                        still.push((sport, dport));
+                    }
+                    Action::Drop => assert_eq!(v, Verdict::Drop(DropReason::Policy)),
+                    Action::Reject => assert_eq!(v, Verdict::Reply),
+                }
+            }
+            used_delta += r.c().revalidated_delta - before;
+            alive = still;
+            assert_eq!(r.fw.flows().len(), alive.len(), "cut flows are gone");
+        }
+    }
+    assert!(
+        used_delta > 20,
+        "the delta decided only {used_delta} revalidations"
+    );
+}

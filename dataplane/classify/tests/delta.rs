@@ -1,0 +1,169 @@
+//! Property test: delta revalidation never keeps a flow's rule when classifying again would
+//! give another. Random policies go through random publishes of edits (a rule replaced,
+//! inserted, removed, moved, its log flag flipped, the default action changed), and flows
+//! stamped at various publishes are rechecked against the current ruleset: whenever
+//! `recheck` says the rule holds (unchanged prefix or delta rules), a full classification
+//! must return the same rule.
+
+mod common;
+
+use common::{packet, policy, rule};
+use proptest::prelude::*;
+use rampart_classify::{PacketFields, Recheck, Ruleset, TableHandle};
+use rampart_config::policy::{Action, ResolvedRule, RuleId, ValidatedPolicy};
+use std::sync::Arc;
+
+#[derive(Clone, Debug)]
+enum Edit {
+    Replace(usize, ResolvedRule),
+    Insert(usize, ResolvedRule),
+    Remove(usize),
+    Move(usize, usize),
+    FlipLog(usize),
+    Default(Action),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        4 => (any::<usize>(), rule()).prop_map(|(i, r)| Edit::Replace(i, r)),
+        3 => (any::<usize>(), rule()).prop_map(|(i, r)| Edit::Insert(i, r)),
+        2 => any::<usize>().prop_map(Edit::Remove),
+        1 => (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Edit::Move(a, b)),
+        1 => any::<usize>().prop_map(Edit::FlipLog),
+        1 => prop::sample::select(vec![Action::Allow, Action::Drop]).prop_map(Edit::Default),
+    ]
+}
+
+fn apply(rules: &mut Vec<ResolvedRule>, default: &mut Action, e: &Edit, next_id: &mut u32) {
+    let n = rules.len();
+    match e.clone() {
+        Edit::Replace(i, mut r) if n > 0 => {
+            r.id = rules[i % n].id;
+            rules[i % n] = r;
+        }
+        Edit::Insert(i, mut r) => {
+            r.id = RuleId(*next_id);
+            *next_id += 1;
+            rules.insert(i % (n + 1), r);
+        }
+        Edit::Remove(i) if n > 0 => {
+            rules.remove(i % n);
+        }
+        Edit::Move(a, b) if n > 0 => {
+            let r = rules.remove(a % n);
+            rules.insert(b % n, r);
+        }
+        Edit::FlipLog(i) if n > 0 => rules[i % n].log = !rules[i % n].log,
+        Edit::Default(a) => *default = a,
+        _ => {}
+    }
+}
+
+fn compile(g: u64, default: Action, rules: &[ResolvedRule]) -> Arc<Ruleset> {
+    Arc::new(Ruleset::compile(&ValidatedPolicy::from_rules(g, default, rules.to_vec())).unwrap())
+}
+
+/// A flow: the packet that opened it, its rule (`None`: default action), its stamp.
+type Flow = (PacketFields, Option<RuleId>, u32);
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 128,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x0de1_7a00),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn delta_recheck_agrees_with_classification(
+        rules in prop::collection::vec(rule(), 0..30),
+        pkts in prop::collection::vec(packet(), 1..100),
+        publishes in prop::collection::vec(prop::collection::vec(edit(), 1..4), 1..6),
+        default in prop::sample::select(vec![Action::Allow, Action::Drop]),
+    ) {
+        let mut rules = policy(rules, default).rules;
+        let mut default = default;
+        let mut next_id = 5000;
+        let table = TableHandle::new(compile(1, default, &rules));
+        let mut reader = table.register_reader();
+        let cur = reader.load_current();
+        let mut flows: Vec<Flow> = pkts
+            .iter()
+            .map(|p| (*p, cur.ruleset.classify(p).rule_id, cur.stamp as u32))
+            .collect();
+        for (g, edits) in publishes.iter().enumerate() {
+            for e in edits {
+                apply(&mut rules, &mut default, e, &mut next_id);
+            }
+            table.publish(compile(g as u64 + 2, default, &rules));
+            let cur = reader.load_current();
+            for (k, (p, rid, stamp)) in flows.iter_mut().enumerate() {
+                let want = cur.ruleset.classify(p).rule_id;
+                let r = cur.recheck(*stamp, *rid, p);
+                if r != Recheck::Classify {
+                    prop_assert_eq!(want, *rid, "{:?} kept rule {:?} of stamp {}", r, rid, stamp);
+                }
+                // The worker re-stamps every flow it sees (kept or classified again); some
+                // flows stay idle across publishes, so their deltas chain.
+                if (k + g) % 3 != 0 {
+                    *rid = want;
+                    *stamp = cur.stamp as u32;
+                }
+            }
+        }
+    }
+}
+
+/// The cases delta revalidation exists for are decided without classifying.
+#[test]
+fn single_edits_are_decided_by_the_delta() {
+    use rampart_classify::linear::Linear;
+    let rule = |id: u32, port: u16, action| {
+        let mut r = ResolvedRule::new(RuleId(id), action);
+        r.services = vec![rampart_config::policy::ServiceMatch {
+            proto: Some(6),
+            sport: rampart_config::policy::PortRange::ANY,
+            dport: rampart_config::policy::PortRange::single(port),
+            via: None,
+        }];
+        r
+    };
+    let mut rules: Vec<ResolvedRule> = (0..40)
+        .map(|i| rule(i, 100 + i as u16, Action::Allow))
+        .collect();
+    let table = TableHandle::new(compile(1, Action::Drop, &rules));
+    let mut reader = table.register_reader();
+    let stamp = reader.load_current().stamp as u32;
+    // The flow of rule 30.
+    let p = PacketFields::v4(1, 2, 3, 130, 6);
+    let id = Some(RuleId(30));
+    // Rule 5 edited, rule 50 inserted at 10, rule 7 removed, rule 20 moved to the end: all
+    // before rule 30, none matching its flow.
+    let check = |rules: &[ResolvedRule], reader: &mut rampart_classify::TableReader, want| {
+        table.publish(compile(2, Action::Drop, rules));
+        let cur = reader.load_current();
+        assert_eq!(cur.recheck(stamp, id, &p), want);
+        let oracle = Linear::new(&ValidatedPolicy::from_rules(
+            2,
+            Action::Drop,
+            rules.to_vec(),
+        ));
+        assert_eq!(
+            cur.ruleset.classify(&p).rule_id,
+            oracle.classify(&p).rule_id
+        );
+    };
+    rules[5].services[0].dport.hi = 199;
+    rules[5].services[0].dport.lo = 140;
+    check(&rules, &mut reader, Recheck::DeltaRules);
+    rules.insert(10, rule(50, 999, Action::Drop));
+    check(&rules, &mut reader, Recheck::DeltaRules);
+    rules.remove(7);
+    check(&rules, &mut reader, Recheck::DeltaRules);
+    let r = rules.remove(19);
+    rules.push(r);
+    check(&rules, &mut reader, Recheck::DeltaRules);
+    // A new deny before it that matches the flow: classify again.
+    rules.insert(0, rule(51, 130, Action::Drop));
+    check(&rules, &mut reader, Recheck::Classify);
+}
