@@ -147,7 +147,7 @@ struct Changed {
 /// What changed in the publishes up to the one that made a ruleset current: the rules
 /// (by index in that ruleset) that changed in the last few publishes and when.
 #[derive(Clone, Debug)]
-pub struct Delta {
+pub(crate) struct Delta {
     /// The publish it describes.
     at: u64,
     /// Every change after this publish is recorded: flows stamped at it or later can be

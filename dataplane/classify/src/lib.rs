@@ -19,7 +19,7 @@ pub mod table;
 mod tree;
 mod warnings;
 
-pub use delta::{Delta, Recheck, MAX_DELTA_RULES};
+pub use delta::{Recheck, MAX_DELTA_RULES};
 pub use fields::{Match, PacketDirection, PacketFields, RuleIndex};
 pub use hits::HIT_ROWS;
 pub use rampart_config::policy::{Action, Family, RuleId, TcpStrictness};
