@@ -144,52 +144,43 @@ impl DataplaneMetrics {
             .iter()
             .map(|&id| PortStats::read(id))
             .collect();
-        let labelled = self.ports.iter().zip(&stats);
-        header(
-            o,
-            "rampart_device_packets_total",
-            "counter",
-            "Packets the port's driver received and sent.",
-        );
-        for ((label, dev), s) in labelled.clone() {
-            for (dir, v) in [("rx", s.ipackets), ("tx", s.opackets)] {
-                let _ = writeln!(
-                    o,
-                    "rampart_device_packets_total{{port=\"{label}\",device=\"{dev}\",direction=\"{dir}\"}} {v}"
-                );
-            }
-        }
-        header(
-            o,
-            "rampart_device_bytes_total",
-            "counter",
-            "Bytes the port's driver received and sent.",
-        );
-        for ((label, dev), s) in labelled.clone() {
-            for (dir, v) in [("rx", s.ibytes), ("tx", s.obytes)] {
-                let _ = writeln!(
-                    o,
-                    "rampart_device_bytes_total{{port=\"{label}\",device=\"{dev}\",direction=\"{dir}\"}} {v}"
-                );
-            }
-        }
-        header(
-            o,
-            "rampart_device_drops_total",
-            "counter",
-            "Packets the port's driver dropped or failed to send, by reason.",
-        );
-        for ((label, dev), s) in labelled {
-            for (reason, v) in [
-                ("rx_missed", s.imissed),
-                ("rx_nombuf", s.rx_nombuf),
-                ("rx_errors", s.ierrors),
-                ("tx_errors", s.oerrors),
-            ] {
-                let _ = writeln!(
-                    o,
-                    "rampart_device_drops_total{{port=\"{label}\",device=\"{dev}\",reason=\"{reason}\"}} {v}"
-                );
+        type Values = fn(&PortStats) -> Vec<(&'static str, u64)>;
+        let families: [(&str, &str, &str, Values); 3] = [
+            (
+                "rampart_device_packets_total",
+                "direction",
+                "Packets the port's driver received and sent.",
+                |s| vec![("rx", s.ipackets), ("tx", s.opackets)],
+            ),
+            (
+                "rampart_device_bytes_total",
+                "direction",
+                "Bytes the port's driver received and sent.",
+                |s| vec![("rx", s.ibytes), ("tx", s.obytes)],
+            ),
+            (
+                "rampart_device_drops_total",
+                "reason",
+                "Packets the port's driver dropped or failed to send, by reason.",
+                |s| {
+                    vec![
+                        ("rx_missed", s.imissed),
+                        ("rx_nombuf", s.rx_nombuf),
+                        ("rx_errors", s.ierrors),
+                        ("tx_errors", s.oerrors),
+                    ]
+                },
+            ),
+        ];
+        for (name, key, help, values) in families {
+            header(o, name, "counter", help);
+            for ((label, dev), s) in self.ports.iter().zip(&stats) {
+                for (k, v) in values(s) {
+                    let _ = writeln!(
+                        o,
+                        "{name}{{port=\"{label}\",device=\"{dev}\",{key}=\"{k}\"}} {v}"
+                    );
+                }
             }
         }
     }
