@@ -347,10 +347,16 @@ impl Firewall {
                 q += 1;
                 continue;
             }
-            if let Some(inner) = materialise(s, i, j).icmp_inner {
-                if table.lookup_related(&inner, now_ns).is_some() {
-                    c.related.add(1);
-                    continue;
+            // A fast-path frame (TCP or UDP) is never an ICMP error, and the classifier's
+            // fields of it are all in its key: its `Parsed` is written only if stage 3 needs
+            // it (a rule log record, a reject reply).
+            let plain = s.key_plain_l3[j] != 0;
+            if !plain {
+                if let Some(inner) = s.parsed[i].icmp_inner {
+                    if table.lookup_related(&inner, now_ns).is_some() {
+                        c.related.add(1);
+                        continue;
+                    }
                 }
             }
             if !table.can_open(&s.key_info[j]) {
@@ -358,7 +364,11 @@ impl Firewall {
                 verdicts[i] = Verdict::Drop(DropReason::NoFlow);
                 continue;
             }
-            let f = fields_of(&s.parsed[i], direction);
+            let f = if plain {
+                plain_fields(&s.keys[j].packet_key(), direction)
+            } else {
+                fields_of(&s.parsed[i], direction)
+            };
             s.pending[q] = Pending {
                 pkt: i as u8,
                 key: j as u8,
@@ -380,7 +390,6 @@ impl Firewall {
             let Pending { pkt, key, hit } = s.pending[k];
             let i = usize::from(pkt);
             let mt = s.matches[k];
-            let p = &s.parsed[i];
             // Rule hits: a new flow or a packet the rule stops, not each revalidation of a
             // flow it keeps admitting (that flow was counted when it was opened).
             let row = usize::from(ctx.worker.0);
@@ -399,7 +408,7 @@ impl Firewall {
                         generation,
                         rule: mt.rule_id.unwrap_or(rampart_classify::RuleId(u32::MAX)),
                         action: mt.action,
-                        key: p.key,
+                        key: materialise(s, i, usize::from(key)).key,
                         tsc: ctx.now_tsc,
                     };
                     if log_limit.take() && queue.push(rec).is_ok() {
@@ -447,6 +456,8 @@ impl Firewall {
                     }
                     verdicts[i] = Verdict::Drop(DropReason::Policy);
                     if mt.action == Action::Reject {
+                        materialise(s, i, usize::from(key));
+                        let p = &s.parsed[i];
                         let out = &mut s.reply[i];
                         let built = if p.key.proto == proto::TCP {
                             build_tcp_rst(frames[i], p, out)
@@ -505,9 +516,9 @@ fn verdict_of(c: &FirewallCounters, t: TrackVerdict) -> Verdict {
 }
 
 /// The full parse result of packet `i` (key `j`), written now if the fast path took the
-/// frame: for a packet that needs more than a lookup and `track` (classification, a rule log
-/// record, a reject reply, an ICMP error's inner key). The fast path's fields are all in the
-/// prepared key, the tracking facts and the IPv4 length.
+/// frame: for a packet that needs more than a lookup, classification by its key
+/// ([`plain_fields`]) and `track` (a rule log record, a reject reply, a revalidation). The
+/// fast path's fields are all in the prepared key, the tracking facts and the IPv4 length.
 #[inline]
 fn materialise(s: &mut Scratch, i: usize, j: usize) -> &Parsed {
     if s.key_plain_l3[j] != 0 {
@@ -572,6 +583,25 @@ fn as_original(f: PacketFields) -> PacketFields {
             PacketDirection::Out => PacketDirection::In,
         },
         ..f
+    }
+}
+
+/// The classifier's view of a packet the parser's fast path took, from its key as the
+/// packet carried it: what [`fields_of`] gives for the `Parsed` that [`materialise`] would
+/// write (IPv4, TCP or UDP, untagged, not tunnelled).
+#[inline]
+fn plain_fields(k: &rampart_wire::FlowKey, direction: PacketDirection) -> PacketFields {
+    let v4 = |a: &[u8; 16]| u128::from(u32::from_be_bytes([a[12], a[13], a[14], a[15]]));
+    PacketFields {
+        family: Family::V4,
+        src: v4(&k.src),
+        dst: v4(&k.dst),
+        sport: k.src_port,
+        dport: k.dst_port,
+        proto: k.proto,
+        vlan: None,
+        vni: None,
+        direction,
     }
 }
 

@@ -193,7 +193,46 @@ fn allowed_flow_carries_both_directions_and_records_its_rule() {
         (rec.rule.0, rec.generation, rec.action),
         (7, 1, Action::Allow)
     );
+    // The key as the SYN carried it (the fast path writes it only for the record).
+    let syn = tcp(CLIENT, SERVER, 40000, 80, flags::SYN, 100, 0);
+    assert_eq!(rec.key, parse(&syn, &ParseConfig::default()).unwrap().key);
     assert!(r.log.pop().is_none());
+}
+
+/// The classifier's fields of a fast-path frame, taken from its prepared key, are the ones
+/// the full parse gives: either endpoint order (canonical or swapped), TCP and UDP, both
+/// directions.
+#[test]
+fn fast_path_fields_from_the_key_match_the_full_parse() {
+    let table = FlowTable::new(&FlowConfig::default()).unwrap();
+    let cfg = ParseConfig::default();
+    let udp = |src, dst, sport, dport| {
+        frame(
+            src,
+            dst,
+            &L4Repr::Udp(rampart_wire::UdpRepr {
+                src_port: sport,
+                dst_port: dport,
+                payload: b"q",
+            }),
+        )
+    };
+    let frames = [
+        tcp(CLIENT, SERVER, 40000, 80, flags::SYN, 1, 0),
+        tcp(SERVER, CLIENT, 80, 40000, flags::SYN | flags::ACK, 1, 2),
+        tcp(CLIENT, CLIENT, 9, 9, flags::ACK, 1, 2),
+        udp(CLIENT, SERVER, 5353, 53),
+        udp(SERVER, CLIENT, 53, 5353),
+        udp(SERVER, SERVER, 53, 5353),
+    ];
+    for f in &frames {
+        let pl = parse_plain(f, &cfg).expect("a fast-path frame");
+        let pk = table.prepare_v4(pl.src, pl.dst, pl.proto, pl.src_port, pl.dst_port);
+        let full = parse(f, &cfg).unwrap();
+        for dir in [PacketDirection::In, PacketDirection::Out] {
+            assert_eq!(plain_fields(&pk.packet_key(), dir), fields_of(&full, dir));
+        }
+    }
 }
 
 #[test]
