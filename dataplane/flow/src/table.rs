@@ -708,6 +708,47 @@ impl FlowTable {
         }
     }
 
+    /// [`Self::insert_after_miss`] and then [`Self::track`] of the flow's first packet `pkt`,
+    /// in one step: the new record is built with its first packet already applied
+    /// ([`state::open`]) and written once, with no handle check or second record access.
+    /// Same results, counters and table state as the two calls.
+    #[inline]
+    pub fn open_after_miss(
+        &mut self,
+        pk: &PreparedKey,
+        adm: &Admission,
+        pkt: &PacketInfo,
+        now_ns: u64,
+    ) -> Result<(Hit, TrackVerdict), InsertError> {
+        let s = &self.scratch;
+        let listed = s.inserted <= BURST_MAX;
+        if listed && !s.inserted_hash[..s.inserted].contains(&pk.hash) {
+            debug_assert!(self.find(&pk.key, pk.hash).is_none(), "key was not a miss");
+            let now_t = tick(now_ns);
+            let pos = self.make_room(pk, now_t)?;
+            let mut r = new_record(pk, adm, now_t);
+            let opened = state::open(&mut r, pkt, self.modes);
+            let counters = if opened.is_ok() {
+                Counters {
+                    bytes: [u64::from(pkt.frame_len), 0],
+                    packets: [1, 0],
+                }
+            } else {
+                // `open` changed nothing: the record goes in as inserted, then away again.
+                Counters::default()
+            };
+            let hit = self.place(pk, pos, r, counters);
+            let verdict = match opened {
+                Ok(()) => TrackVerdict::Accept,
+                Err(e) => self.refused(hit.handle, true, e),
+            };
+            Ok((hit, verdict))
+        } else {
+            let hit = self.insert_prepared(pk, adm, now_ns)?;
+            Ok((hit, self.track(hit.handle, hit.dir, pkt, now_ns)))
+        }
+    }
+
     /// Creates the flow of a key known not to be in the table. Inlined into the caller (the
     /// worker's new-flow path): called out of line, its register saves and restores were
     /// ~18 of its ~95 instructions (plain `#[inline]` left it out of line).
@@ -718,15 +759,27 @@ impl FlowTable {
         adm: &Admission,
         now_t: u32,
     ) -> Result<Hit, InsertError> {
-        let (ck, swapped, h) = (pk.key, pk.swapped, pk.hash);
+        let pos = self.make_room(pk, now_t)?;
+        Ok(self.place(pk, pos, new_record(pk, adm, now_t), Counters::default()))
+    }
+
+    /// The first steps of an insert of a key known to be absent: notes its hash for
+    /// [`Self::insert_after_miss`], evicts if the table is full, and finds a free slot
+    /// (bucket, slot, distance from home) for it.
+    #[inline(always)]
+    fn make_room(
+        &mut self,
+        pk: &PreparedKey,
+        now_t: u32,
+    ) -> Result<(u32, usize, u32), InsertError> {
         let s = &mut self.scratch;
         if s.inserted < BURST_MAX {
-            s.inserted_hash[s.inserted] = h;
+            s.inserted_hash[s.inserted] = pk.hash;
             s.inserted += 1;
         } else {
             s.inserted = usize::MAX;
         }
-        if self.stats.len == self.stats.capacity && !self.evict(h, now_t) {
+        if self.stats.len == self.stats.capacity && !self.evict(pk.hash, now_t) {
             self.stats.insert_failures += 1;
             return Err(InsertError::TableFull);
         }
@@ -734,29 +787,34 @@ impl FlowTable {
             self.stats.insert_failures += 1;
             return Err(InsertError::TableFull);
         };
+        Ok(pos)
+    }
+
+    /// The last step of an insert: takes a free record, writes `r` and `counters` into it
+    /// (each in one go) and indexes it at `pos` (from [`Self::make_room`]).
+    #[inline(always)]
+    fn place(
+        &mut self,
+        pk: &PreparedKey,
+        pos: (u32, usize, u32),
+        r: Record,
+        counters: Counters,
+    ) -> Hit {
         let i = self.alloc();
-        let f = &mut self.flows[i as usize];
-        *f = Record::FREE;
-        f.key = ck;
-        f.state = FlowState::New;
-        f.flags = if swapped { flag::ORIG_SWAPPED } else { 0 }
-            | if adm.strict_tcp { flag::STRICT } else { 0 };
-        f.rule = adm.rule.0;
-        f.generation = adm.generation as u32;
-        f.last_seen = now_t;
-        self.counters[i as usize] = Counters::default();
+        self.flows[i as usize] = r;
+        self.counters[i as usize] = counters;
         let (b, slot, dist) = pos;
-        self.buckets[b as usize].slots[slot] = self.sig(h) | (i + 1);
+        self.buckets[b as usize].slots[slot] = self.sig(pk.hash) | (i + 1);
         if dist > 0 {
             self.buckets[pk.home as usize].overflow += 1;
             self.max_probe = self.max_probe.max(dist);
         }
         self.stats.len += 1;
         self.stats.inserts += 1;
-        Ok(Hit {
+        Hit {
             handle: FlowHandle(i),
             dir: Direction::Original,
-        })
+        }
     }
 
     /// The first bucket from `home` with a free slot, that slot, and the bucket's
@@ -1062,6 +1120,21 @@ impl FlowTable {
         self.sweep = 0;
         self.stats.removed += u64::from(self.stats.len);
         self.stats.len = 0;
+    }
+}
+
+/// The record of a new flow before its first packet is tracked (state `New`).
+#[inline(always)]
+fn new_record(pk: &PreparedKey, adm: &Admission, now_t: u32) -> Record {
+    Record {
+        key: pk.key,
+        state: FlowState::New,
+        flags: if pk.swapped { flag::ORIG_SWAPPED } else { 0 }
+            | if adm.strict_tcp { flag::STRICT } else { 0 },
+        rule: adm.rule.0,
+        generation: adm.generation as u32,
+        last_seen: now_t,
+        ..Record::FREE
     }
 }
 

@@ -673,3 +673,128 @@ fn insert_after_miss_creates_each_flow_once() {
     }
     assert_eq!(t.len(), 70);
 }
+
+/// `open_after_miss` is `insert_after_miss` followed by `track` of the same packet: on twin
+/// tables fed the same bursts (first packets of every kind, refused ones included, repeated
+/// and reversed keys within a burst, a table small enough to evict, time moving on so flows
+/// expire), every result, every counter and every flow agree.
+#[test]
+fn open_after_miss_is_insert_then_track() {
+    for (loose, strict) in [(false, false), (true, false), (false, true), (true, true)] {
+        let cfg = FlowConfig {
+            capacity: 64,
+            loose_tcp_pickup: loose,
+            strict_tcp: strict,
+            ..FlowConfig::default()
+        };
+        let (mut a, mut b) = (FlowTable::new(&cfg).unwrap(), FlowTable::new(&cfg).unwrap());
+        let mut x = 0x2545_f491u32;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        let protos = [proto::TCP, proto::TCP, proto::UDP, proto::ICMP, 47];
+        let tcp_flags = [
+            tf::SYN,
+            tf::SYN,
+            tf::ACK,
+            tf::ACK | tf::PSH,
+            tf::SYN | tf::ACK,
+            tf::RST,
+            tf::FIN | tf::ACK,
+            0,
+            tf::SYN | tf::FIN,
+        ];
+        let mut now = SEC;
+        for burst in 0..200u32 {
+            now += SEC * u64::from(next() % 20);
+            let n = 1 + next() as usize % 40;
+            let mut keys = Vec::with_capacity(n);
+            let mut pkts = Vec::with_capacity(n);
+            for j in 0..n {
+                let pr = protos[next() as usize % protos.len()];
+                let i = next() % 300;
+                let k = FlowKey::v4(
+                    [10, 0, (i >> 8) as u8, i as u8],
+                    [192, 168, 0, 1],
+                    pr,
+                    1000 + (i % 7) as u16,
+                    80,
+                );
+                // Now and then a packet repeats an earlier key of the burst, or its reverse.
+                let k = match (j, next() % 6) {
+                    (1.., 0) => keys[next() as usize % j],
+                    (1.., 1) => FlowKey::reversed(&keys[next() as usize % j]),
+                    _ => k,
+                };
+                let is_request = next() % 2 == 0;
+                pkts.push(PacketInfo {
+                    proto: k.proto,
+                    tcp_flags: tcp_flags[next() as usize % tcp_flags.len()],
+                    seq: next(),
+                    ack: next(),
+                    window: next() as u16,
+                    wscale: [None, Some(3)][next() as usize % 2],
+                    payload_len: (next() % 100) as u16,
+                    frame_len: 64 + (next() % 100) as u16,
+                    icmp_request: k.proto == proto::ICMP && is_request,
+                    icmp_reply: k.proto == proto::ICMP && !is_request,
+                });
+                keys.push(k);
+            }
+            let (pa, pb): (Vec<PreparedKey>, Vec<PreparedKey>) =
+                keys.iter().map(|k| (a.prepare(k), b.prepare(k))).unzip();
+            let (mut ha, mut hb) = (vec![None; n], vec![None; n]);
+            a.lookup_prepared_burst(&pa, now, &mut ha);
+            b.lookup_prepared_burst(&pb, now, &mut hb);
+            assert_eq!(ha, hb);
+            for j in 0..n {
+                let adm = Admission {
+                    rule: RuleId(burst),
+                    generation: u64::from(burst),
+                    strict_tcp: next() % 2 == 0,
+                };
+                let (ra, rb) = match ha[j] {
+                    Some(h) => (
+                        Ok((h, a.track(h.handle, h.dir, &pkts[j], now))),
+                        Ok((h, b.track(h.handle, h.dir, &pkts[j], now))),
+                    ),
+                    None => (
+                        a.insert_after_miss(&pa[j], &adm, now)
+                            .map(|h| (h, a.track(h.handle, h.dir, &pkts[j], now))),
+                        b.open_after_miss(&pb[j], &adm, &pkts[j], now),
+                    ),
+                };
+                assert_eq!(ra, rb, "burst {burst} packet {j}: {:?}", pkts[j]);
+            }
+            assert_eq!(a.stats(), b.stats(), "burst {burst}");
+            let list = |t: &FlowTable| -> Vec<String> {
+                t.iter()
+                    .map(|(h, f)| {
+                        format!(
+                            "{h:?} {:?} {:?} {:?} {} {} {} {} {} {} {} {}",
+                            f.key(),
+                            f.state(),
+                            f.rule(),
+                            f.generation(),
+                            f.packets(Direction::Original),
+                            f.packets(Direction::Reply),
+                            f.bytes(Direction::Original),
+                            f.bytes(Direction::Reply),
+                            f.is_assured(),
+                            f.is_picked_up(),
+                            f.is_strict_tcp(),
+                        )
+                    })
+                    .collect()
+            };
+            assert_eq!(list(&a), list(&b), "burst {burst}");
+            a.expire_burst(now, 8);
+            b.expire_burst(now, 8);
+        }
+        let s = b.stats();
+        assert!(s.evictions > 0 && s.removed > 0 && s.expired > 0, "{s:?}");
+    }
+}
