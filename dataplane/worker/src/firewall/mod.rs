@@ -425,28 +425,26 @@ impl Firewall {
                         generation: stamp,
                         strict_tcp: strict_tcp(rs, &mt, settings.flow.strict_tcp),
                     };
-                    let flow = match hit {
+                    let (pk, info) = (&s.keys[usize::from(key)], &s.key_info[usize::from(key)]);
+                    verdicts[i] = match hit {
                         Some(h) => {
                             table.readmit(h.handle, &adm);
                             c.revalidated.add(1);
-                            h
+                            track(table, c, h, info, now_ns)
                         }
-                        None => {
-                            // Missed in this burst's lookup: no second bucket search.
-                            match table.insert_after_miss(&s.keys[usize::from(key)], &adm, now_ns) {
-                                Ok(h) => {
-                                    c.new_flows.add(1);
-                                    h
-                                }
-                                Err(_) => {
-                                    c.table_full.add(1);
-                                    verdicts[i] = Verdict::Drop(DropReason::TableFull);
-                                    continue;
-                                }
+                        // Missed in this burst's lookup: no second bucket search, and the
+                        // record is written with its first packet already tracked.
+                        None => match table.open_after_miss(pk, &adm, info, now_ns) {
+                            Ok((_, t)) => {
+                                c.new_flows.add(1);
+                                verdict_of(c, t)
                             }
-                        }
+                            Err(_) => {
+                                c.table_full.add(1);
+                                Verdict::Drop(DropReason::TableFull)
+                            }
+                        },
                     };
-                    verdicts[i] = track(table, c, flow, &s.key_info[usize::from(key)], now_ns);
                 }
                 Action::Drop | Action::Reject => {
                     if let Some(h) = hit {
