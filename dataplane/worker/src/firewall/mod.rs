@@ -384,28 +384,22 @@ impl Firewall {
             return;
         }
 
-        // 3. Classify. The records the new flows will take are fetched meanwhile.
-        table.prefetch_inserts(q);
+        // 3. Classify.
         rs.classify_bulk(&s.fields[..q], &mut s.matches[..q]);
-        // Rule hits: a new flow or a packet the rule stops, not each revalidation of a flow
-        // it keeps admitting (that flow was counted when it was opened). Counted in a pass of
-        // their own, before any flow is written: a hit counter's add is an atomic
-        // read-modify-write, which waits for every earlier store to complete, and in the loop
-        // below that includes the previous new flow's record, often a cache miss.
-        let row = usize::from(ctx.worker.0);
-        for (p, mt) in s.pending[..q].iter().zip(&s.matches[..q]) {
-            if let Some(monitor) = mt.monitor {
-                c.monitor_hits.add(1);
-                rs.count_hit(row, Some(monitor));
-            }
-            if p.hit.is_none() || mt.action != Action::Allow {
-                rs.count_hit(row, mt.rule);
-            }
-        }
         for k in 0..q {
             let Pending { pkt, key, hit } = s.pending[k];
             let i = usize::from(pkt);
             let mt = s.matches[k];
+            // Rule hits: a new flow or a packet the rule stops, not each revalidation of a
+            // flow it keeps admitting (that flow was counted when it was opened).
+            let row = usize::from(ctx.worker.0);
+            if let Some(monitor) = mt.monitor {
+                c.monitor_hits.add(1);
+                rs.count_hit(row, Some(monitor));
+            }
+            if hit.is_none() || mt.action != Action::Allow {
+                rs.count_hit(row, mt.rule);
+            }
             let rule = mt.rule_id.map_or(DEFAULT_RULE, |r| RuleId(r.0));
             if mt.log && hit.is_none() {
                 if let Some(queue) = log.as_ref() {
