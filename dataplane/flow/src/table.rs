@@ -834,29 +834,6 @@ impl FlowTable {
         None
     }
 
-    /// Asks for the records (and counters) the next `n` inserts will write, so their cache
-    /// misses overlap with other work (the worker calls it before classifying a burst's new
-    /// flows). Never-used records are taken in order, so all `n` are known; a freed one is
-    /// only known at the head of the free list (each links to the next), so that one only.
-    #[inline]
-    pub fn prefetch_inserts(&self, n: usize) {
-        if self.free_head != NONE {
-            let i = self.free_head as usize;
-            mem_prefetch::prefetch_write_data::<Record, 3>(&self.flows[i]);
-            mem_prefetch::prefetch_write_data::<Counters, 3>(&self.counters[i]);
-            return;
-        }
-        let start = self.high_water as usize;
-        let end = (start + n).min(self.flows.len());
-        for f in &self.flows[start..end] {
-            mem_prefetch::prefetch_write_data::<Record, 3>(f);
-        }
-        // Counters are 24 B: about every third one starts a new line.
-        for c in self.counters[start..end].iter().step_by(2) {
-            mem_prefetch::prefetch_write_data::<Counters, 3>(c);
-        }
-    }
-
     fn alloc(&mut self) -> u32 {
         if self.free_head != NONE {
             let i = self.free_head;
@@ -1332,31 +1309,6 @@ mod tests {
             }
             assert_eq!(matches(&b, hi, want), matches_portable(&b, hi, want));
         }
-    }
-
-    /// Prefetching the records of coming inserts is a hint only: any count, from a table
-    /// that is empty, nearly full (fewer never-used records than asked for) or reusing
-    /// freed records, changes nothing.
-    #[test]
-    fn prefetching_inserts_is_harmless_at_every_fill() {
-        let mut t = FlowTable::new(&FlowConfig {
-            capacity: 40,
-            ..FlowConfig::default()
-        })
-        .unwrap();
-        t.prefetch_inserts(64);
-        for i in 0..40 {
-            t.prefetch_inserts(i as usize);
-            t.insert(&key(i), RuleId(1), 1, 0).unwrap();
-        }
-        t.prefetch_inserts(64);
-        let h = t.lookup(&key(3), 0).unwrap();
-        assert!(t.remove(h.handle));
-        let before = t.stats();
-        t.prefetch_inserts(64);
-        assert_eq!(t.stats(), before);
-        t.insert(&key(100), RuleId(1), 1, 0).unwrap();
-        assert_eq!(t.len(), 40);
     }
 
     /// A walk in steps covers every live flow once and skips expired and removed ones.
