@@ -145,10 +145,11 @@ enum Stage<'a> {
 struct Scratch {
     prepared: Option<Box<[PreparedKey; BURST_MAX]>>,
     cand: [u32; BURST_MAX],
-    /// Hashes of the flows inserted since the last burst lookup (see
-    /// [`FlowTable::insert_after_miss`]); `inserted > BURST_MAX` means "too many to list".
-    inserted_hash: [u64; BURST_MAX],
-    inserted: usize,
+    /// The flows inserted since the last burst lookup, as a 256-bit filter of their hashes
+    /// (see [`FlowTable::insert_after_miss`]): a key whose bit is clear was not inserted
+    /// since; a set bit may be another key's. All ones before the first burst lookup. (A list
+    /// of the hashes cost a scan of ~16 entries per new flow of a 32-packet burst.)
+    inserted: [u64; 4],
 }
 
 /// A packet key made ready for a lookup by [`FlowTable::prepare`]: canonicalised, hashed (with
@@ -274,8 +275,7 @@ impl FlowTable {
             scratch: Box::new(Scratch {
                 prepared: Some(Box::new([PreparedKey::default(); BURST_MAX])),
                 cand: [NONE; BURST_MAX],
-                inserted_hash: [0; BURST_MAX],
-                inserted: usize::MAX,
+                inserted: [u64::MAX; 4],
             }),
         })
     }
@@ -537,7 +537,7 @@ impl FlowTable {
             let base = chunk_no * BURST_MAX;
             self.probe(chunk, now_t, &mut out[base..], Stage::Prefetch);
         }
-        self.scratch.inserted = 0;
+        self.scratch.inserted = [0; 4];
     }
 
     #[inline(always)]
@@ -563,7 +563,7 @@ impl FlowTable {
             self.probe(&prepared[..chunk.len()], now_t, &mut out[base..], pf);
         }
         self.scratch.prepared = Some(prepared);
-        self.scratch.inserted = 0;
+        self.scratch.inserted = [0; 4];
     }
 
     /// Stages 2 and 3 of a burst lookup (at most `BURST_MAX` keys).
@@ -689,8 +689,10 @@ impl FlowTable {
 
     /// [`Self::insert_prepared`] for a key whose lookup in the latest burst lookup
     /// ([`Self::lookup_prepared_burst`] or [`Self::lookup_burst`]) missed: the search for an
-    /// existing flow is skipped unless a flow with the same hash was inserted since (two first
-    /// packets of one flow in a burst), which saves a second bucket scan per new flow. Passing
+    /// existing flow is skipped unless a flow that may have the same hash was inserted since
+    /// (two first packets of one flow in a burst, or now and then another flow: the table
+    /// remembers those hashes in a small filter), which saves a second bucket scan per new
+    /// flow. Passing
     /// a key that was not looked up in that burst may create a duplicate flow.
     pub fn insert_after_miss(
         &mut self,
@@ -698,9 +700,7 @@ impl FlowTable {
         adm: &Admission,
         now_ns: u64,
     ) -> Result<Hit, InsertError> {
-        let s = &self.scratch;
-        let listed = s.inserted <= BURST_MAX;
-        if listed && !s.inserted_hash[..s.inserted].contains(&pk.hash) {
+        if !self.maybe_inserted(pk.hash) {
             debug_assert!(self.find(&pk.key, pk.hash).is_none(), "key was not a miss");
             self.insert_absent(pk, adm, tick(now_ns))
         } else {
@@ -720,9 +720,7 @@ impl FlowTable {
         pkt: &PacketInfo,
         now_ns: u64,
     ) -> Result<(Hit, TrackVerdict), InsertError> {
-        let s = &self.scratch;
-        let listed = s.inserted <= BURST_MAX;
-        if listed && !s.inserted_hash[..s.inserted].contains(&pk.hash) {
+        if !self.maybe_inserted(pk.hash) {
             debug_assert!(self.find(&pk.key, pk.hash).is_none(), "key was not a miss");
             let now_t = tick(now_ns);
             let pos = self.make_room(pk, now_t)?;
@@ -763,6 +761,14 @@ impl FlowTable {
         Ok(self.place(pk, pos, new_record(pk, adm, now_t), Counters::default()))
     }
 
+    /// False if no flow with hash `h` was inserted since the last burst lookup (true may be
+    /// wrong: see `Scratch::inserted`).
+    #[inline(always)]
+    fn maybe_inserted(&self, h: u64) -> bool {
+        let (word, bit) = inserted_bit(h);
+        self.scratch.inserted[word] & bit != 0
+    }
+
     /// The first steps of an insert of a key known to be absent: notes its hash for
     /// [`Self::insert_after_miss`], evicts if the table is full, and finds a free slot
     /// (bucket, slot, distance from home) for it.
@@ -772,13 +778,8 @@ impl FlowTable {
         pk: &PreparedKey,
         now_t: u32,
     ) -> Result<(u32, usize, u32), InsertError> {
-        let s = &mut self.scratch;
-        if s.inserted < BURST_MAX {
-            s.inserted_hash[s.inserted] = pk.hash;
-            s.inserted += 1;
-        } else {
-            s.inserted = usize::MAX;
-        }
+        let (word, bit) = inserted_bit(pk.hash);
+        self.scratch.inserted[word] |= bit;
         if self.stats.len == self.stats.capacity && !self.evict(pk.hash, now_t) {
             self.stats.insert_failures += 1;
             return Err(InsertError::TableFull);
@@ -1121,6 +1122,12 @@ impl FlowTable {
         self.stats.removed += u64::from(self.stats.len);
         self.stats.len = 0;
     }
+}
+
+/// The word and bit of hash `h` in `Scratch::inserted` (its top 8 bits).
+#[inline(always)]
+fn inserted_bit(h: u64) -> (usize, u64) {
+    ((h >> 62) as usize, 1 << ((h >> 56) & 63))
 }
 
 /// The record of a new flow before its first packet is tracked (state `New`).

@@ -630,8 +630,8 @@ fn prepared_lookups_and_inserts_agree_with_the_plain_ones() {
 }
 
 /// New flows after a burst lookup missed them: `insert_after_miss` creates each once, also when
-/// one burst holds two first packets of the same flow (either direction), and refuses to
-/// guess once it has lost count.
+/// one burst holds two first packets of the same flow (either direction), among more first
+/// packets than its filter of inserted hashes tells apart.
 #[test]
 fn insert_after_miss_creates_each_flow_once() {
     let mut t = table(4096);
@@ -797,4 +797,27 @@ fn open_after_miss_is_insert_then_track() {
         let s = b.stats();
         assert!(s.evictions > 0 && s.removed > 0 && s.expired > 0, "{s:?}");
     }
+}
+
+/// Before any burst lookup the table knows nothing of what was inserted: `insert_after_miss`
+/// and `open_after_miss` still search, and find the flow that is there.
+#[test]
+fn after_miss_inserts_search_before_the_first_burst_lookup() {
+    let mut t = table(64);
+    let adm = Admission {
+        rule: RuleId(1),
+        generation: 1,
+        strict_tcp: false,
+    };
+    let h = t.insert(&key(1), RuleId(1), 1, 0).unwrap();
+    let syn = tcp(tf::SYN, 0, 0, 0);
+    assert_eq!(t.track(h.handle, h.dir, &syn, 0), TrackVerdict::Accept);
+    let pk = t.prepare(&key(1).reversed());
+    let again = t.insert_after_miss(&pk, &adm, 0).unwrap();
+    assert_eq!((again.handle, again.dir), (h.handle, Direction::Reply));
+    let syn_ack = tcp(tf::SYN | tf::ACK, 1, 1, 0);
+    let (opened, v) = t.open_after_miss(&pk, &adm, &syn_ack, 0).unwrap();
+    assert_eq!((opened.handle, v), (h.handle, TrackVerdict::Accept));
+    assert_eq!(t.flow(h.handle).unwrap().state(), FlowState::TcpSynRecv);
+    assert_eq!(t.len(), 1);
 }
