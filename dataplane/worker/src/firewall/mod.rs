@@ -386,6 +386,8 @@ impl Firewall {
 
         // 3. Classify.
         rs.classify_bulk(&s.fields[..q], &mut s.matches[..q]);
+        // Counted per burst, as `established`.
+        let mut new_flows = 0u64;
         for k in 0..q {
             let Pending { pkt, key, hit } = s.pending[k];
             let i = usize::from(pkt);
@@ -436,7 +438,7 @@ impl Firewall {
                         // record is written with its first packet already tracked.
                         None => match table.open_after_miss(pk, &adm, info, now_ns) {
                             Ok((_, t)) => {
-                                c.new_flows.add(1);
+                                new_flows += 1;
                                 verdict_of(c, t)
                             }
                             Err(_) => {
@@ -472,6 +474,9 @@ impl Firewall {
                     c.denied.add(1);
                 }
             }
+        }
+        if new_flows != 0 {
+            c.new_flows.add(new_flows);
         }
     }
 
