@@ -11,7 +11,8 @@
 //! 3. Miss: ICMP errors go to [`FlowTable::lookup_related`] with
 //!    `Parsed::icmp_inner`; other packets that [`FlowTable::can_open`] are classified, and
 //!    an allowed one is [`FlowTable::insert_admitted`] (rule id + generation + the rule's TCP
-//!    strictness) and then tracked.
+//!    strictness) and then tracked — or, for a key the burst lookup just missed, both in one
+//!    step with [`FlowTable::open_after_miss`].
 //! 4. Once per loop: [`FlowTable::expire_burst`] with a small budget.
 //!
 //! With `FragmentPolicy::Deliver` in the parser, [`FragmentCache`] lets later fragments
