@@ -709,9 +709,9 @@ impl FlowTable {
     }
 
     /// [`Self::insert_after_miss`] and then [`Self::track`] of the flow's first packet `pkt`,
-    /// in one step: the new record is built with its first packet already applied
-    /// ([`state::open`]) and written once, with no handle check or second record access.
-    /// Same results, counters and table state as the two calls.
+    /// in one step: the new record is built in place with its first packet already applied
+    /// (the state machine's `open`), with no handle check or second record access. Same
+    /// results, counters and table state as the two calls.
     #[inline]
     pub fn open_after_miss(
         &mut self,
