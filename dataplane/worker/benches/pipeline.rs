@@ -27,7 +27,8 @@
 //!
 //! `cargo bench -p rampart-dataplane --bench pipeline [-- --quick] [--no-dpdk] [--no-decide]`
 //! prints markdown tables; `--json` prints one JSON object per row instead.
-//! For profiling: `SETS=acl1_10k` (rule sets), `SCENARIOS=established,swaps,continuous,new` (parts 2, 3),
+//! For profiling: `SETS=acl1_10k` (rule sets), `SCENARIOS=established,swaps,continuous,new`
+//! (parts 2, 3; `revalidate`: one deterministic pass per swap, see `reval_rows`),
 //! `SIZES=10000` (established flow counts), `NEW_FLOWS=65536`.
 
 use cpu_time::ThreadTime;
@@ -646,6 +647,118 @@ fn continuous_round(
     (mpps, published, revalidation_mix(&before, &after))
 }
 
+/// One pass of `decide` over every flow of `frames` (each seen once), bursts of [`BURST`].
+/// Out of line so callgrind can count it alone (`--toggle-collect='*reval_pass*'`).
+#[inline(never)]
+fn reval_pass(fw: &mut Firewall, frames: &[[u8; FRAME]], now: &mut u64) {
+    let mut verdicts = [Verdict::Forward; BURST];
+    for chunk in frames.chunks(BURST) {
+        let mut refs: [&[u8]; BURST] = [&[]; BURST];
+        for (r, f) in refs.iter_mut().zip(chunk) {
+            *r = &f[..];
+        }
+        verdicts.fill(Verdict::Forward);
+        *now += 1_000;
+        fw.decide(
+            &ctx(*now),
+            &refs[..chunk.len()],
+            &mut verdicts[..chunk.len()],
+        );
+        fw.tick(*now);
+    }
+}
+
+/// The cost of revalidating one packet, deterministically (no second thread): per kind of
+/// swap, publish the other ruleset and then run one pass over all flows, so every packet of
+/// the pass is its flow's first under the new ruleset. "no swap" is the same pass with no
+/// publish in between (every packet established). For callgrind, count `reval_pass` and pick
+/// one kind with `KINDS=none|same|rule0|edit32` (comma-separated; default all) and the
+/// number of passes with `PASSES` (default 20).
+#[allow(clippy::too_many_arguments)]
+fn reval_rows(
+    rows: &mut Vec<Row>,
+    fw: &mut Firewall,
+    fr: &[[u8; FRAME]],
+    policy: &ValidatedPolicy,
+    table: &TableHandle,
+    nrules: usize,
+    rounds: usize,
+    now: &mut u64,
+) {
+    let kinds = std::env::var("KINDS").ok();
+    let passes: usize = std::env::var("PASSES").map_or(20, |v| v.parse().expect("PASSES"));
+    let mut none_mpps = None;
+    for (key, kind, edited) in [
+        ("none", "no swap", usize::MAX),
+        ("same", "same rules", 0usize),
+        ("rule0", "rule 0 edited", 1),
+        ("edit32", "32 rules edited", 32),
+    ] {
+        if kinds
+            .as_deref()
+            .is_some_and(|k| !k.split(',').any(|x| x == key))
+        {
+            continue;
+        }
+        let mut first_policy = policy.clone();
+        first_policy.generation = 10;
+        let mut other = policy.clone();
+        other.generation = 11;
+        for r in other.rules.iter_mut().take(edited) {
+            toggle_inert_service(r);
+        }
+        let first = Arc::new(Ruleset::compile(&first_policy).expect("compile"));
+        let next = Arc::new(Ruleset::compile(&other).expect("compile"));
+        drop(table.publish(first.clone()));
+        reval_pass(fw, fr, now);
+        let mut best = 0f64;
+        let mut mix = String::new();
+        for _ in 0..rounds {
+            let before = fw.counters().snapshot();
+            let mut spent = Duration::ZERO;
+            for _ in 0..passes {
+                if edited != usize::MAX {
+                    let cur = table.current();
+                    let rs = if Arc::ptr_eq(&cur, &next) {
+                        first.clone()
+                    } else {
+                        next.clone()
+                    };
+                    drop(table.publish(rs));
+                }
+                let start = ThreadTime::now();
+                reval_pass(fw, fr, now);
+                spent += start.elapsed();
+            }
+            let c = fw.counters().snapshot();
+            assert_eq!(c.cut, before.cut, "{c:?}");
+            let mpps = (passes * fr.len()) as f64 / spent.as_secs_f64() / 1e6;
+            if mpps > best {
+                best = mpps;
+                mix = if edited == usize::MAX {
+                    "no revalidation".into()
+                } else {
+                    revalidation_mix(&before, &c)
+                };
+            }
+        }
+        if edited == usize::MAX {
+            none_mpps = Some(best);
+        }
+        rows.push(Row {
+            part: "decide",
+            scenario: format!("one pass over all flows after each swap, {kind}; {mix}"),
+            rules: nrules,
+            flows: fr.len(),
+            mpps: best,
+            reference: none_mpps
+                .filter(|_| edited != usize::MAX)
+                .map(|v| ("no swap", v)),
+            reference2: None,
+        });
+    }
+}
+
 struct Row {
     part: &'static str,
     scenario: String,
@@ -795,7 +908,11 @@ fn main() {
         let tsc_hz = 1_000_000_000;
         for (nrules, policy, table, frames) in &loaded {
             for (n, fr) in &frames[..frames.len() - 1] {
-                if !want("established") && !want("swaps") && !want("continuous") {
+                if !want("established")
+                    && !want("swaps")
+                    && !want("continuous")
+                    && !want("revalidate")
+                {
                     continue;
                 }
                 let mut fw = firewall(table, n * 2, tsc_hz);
@@ -811,6 +928,11 @@ fn main() {
                     swap_rows(
                         &mut rows, &mut fw, fr, policy, table, *nrules, est, budget, rounds,
                         &mut now,
+                    );
+                }
+                if *n == sizes[0] && want("revalidate") {
+                    reval_rows(
+                        &mut rows, &mut fw, fr, policy, table, *nrules, rounds, &mut now,
                     );
                 }
                 if *n == sizes[0] && want("continuous") {
