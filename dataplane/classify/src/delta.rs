@@ -21,12 +21,21 @@ use rampart_config::policy::{
 };
 
 use crate::fields::{PacketDirection, PacketFields};
-use crate::ruleset::Ruleset;
+use crate::ruleset::{Classifier, Ruleset};
 
-/// Most changed rules a ruleset remembers. Each one costs a single-rule test per flow
-/// revalidated past it (a few ns); past this many, revalidation falls back to classifying
-/// (~0.1–0.3 µs) and the oldest changes are forgotten.
-pub const MAX_DELTA_RULES: usize = 16;
+/// Most changed rules a ruleset remembers; past this many, revalidation falls back to
+/// classifying (~0.1–0.3 µs) and the oldest changes are forgotten. Up to
+/// [`LINEAR_DELTA_RULES`] each costs a single-rule test per flow revalidated past it (a few
+/// ns); more are looked up at once in a classifier of just those rules, built at publish on
+/// the control thread (a few ms for the largest).
+pub const MAX_DELTA_RULES: usize = 1024;
+
+/// Most changed rules tested one by one (see [`MAX_DELTA_RULES`]).
+pub const LINEAR_DELTA_RULES: usize = 16;
+
+/// Most boxes (source × destination × service combinations) of the changed rules'
+/// classifier; past it only flows of the latest publish are covered.
+const MAX_DELTA_BOXES: usize = 1 << 16;
 
 /// How a flow from an older ruleset fares under the current one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +46,28 @@ pub enum Recheck {
     DeltaRules,
     /// Unknown: classify it again.
     Classify,
+}
+
+/// The part of a recheck decided without the packet's fields (see
+/// [`crate::table::Current::recheck_rule`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleCheck {
+    /// Its rule and every rule before it are unchanged since the flow was stamped.
+    Unchanged,
+    /// Its rule is unchanged; whether a rule that changed before it matches the flow's
+    /// opening packet decides ([`crate::table::Current::recheck_test`]).
+    Test(DeltaTest),
+    /// Unknown: classify it again.
+    Classify,
+}
+
+/// What [`RuleCheck::Test`] tests: the changed rules before a flow's rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeltaTest {
+    /// The flow's stamp (low 32 bits).
+    stamp: u32,
+    /// Its rule's index here; `u32::MAX` for the default action.
+    end: u32,
 }
 
 /// Whether two versions of a rule decide the same packets the same way: everything but
@@ -146,7 +177,7 @@ struct Changed {
 
 /// What changed in the publishes up to the one that made a ruleset current: the rules
 /// (by index in that ruleset) that changed in the last few publishes and when.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Delta {
     /// The publish it describes.
     at: u64,
@@ -157,6 +188,19 @@ pub(crate) struct Delta {
     default_at: u64,
     /// Changed rules present in this ruleset, by index.
     changed: Box<[Changed]>,
+    /// With more than [`LINEAR_DELTA_RULES`] of them: a classifier of just the enforcing
+    /// ones, by their index here (the matchers are then not built).
+    lookup: Option<ChangedLookup>,
+}
+
+/// A classifier of the changed enforcing rules: the first of them to match a packet, by rule
+/// index in the ruleset (`u32::MAX`: none).
+pub(crate) struct ChangedLookup(Classifier);
+
+impl std::fmt::Debug for ChangedLookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChangedLookup")
+    }
 }
 
 /// `a > b` for publish numbers whose low 32 bits are kept in flows (wrapping compare).
@@ -187,12 +231,7 @@ impl Delta {
         let default_now = prev.default_action() != next.default_action();
         if now.len() > MAX_DELTA_RULES {
             // Too much changed: only flows of this very publish are covered.
-            return Delta {
-                at: seq,
-                complete_since: seq,
-                default_at: 0,
-                changed: Box::new([]),
-            };
+            return Delta::only(seq);
         }
         // (index, at) of every remembered change, this publish's first.
         let mut all: Vec<(u32, u64)> = now.iter().map(|&i| (i, seq)).collect();
@@ -220,6 +259,19 @@ impl Delta {
             all.truncate(MAX_DELTA_RULES);
         }
         all.sort_unstable();
+        let linear = all.len() <= LINEAR_DELTA_RULES;
+        let lookup = if linear {
+            None
+        } else {
+            let rules = all
+                .iter()
+                .map(|&(i, _)| (i, &new[i as usize]))
+                .filter(|(_, r)| !r.monitor);
+            match Classifier::of_rules(rules, MAX_DELTA_BOXES) {
+                Some(c) => Some(ChangedLookup(c)),
+                None => return Delta::only(seq),
+            }
+        };
         let changed = all
             .into_iter()
             .map(|(index, at)| {
@@ -227,7 +279,7 @@ impl Delta {
                 Changed {
                     index,
                     at,
-                    matcher: (!r.monitor).then(|| RuleMatcher::new(r)),
+                    matcher: (linear && !r.monitor).then(|| RuleMatcher::new(r)),
                 }
             })
             .collect();
@@ -236,33 +288,65 @@ impl Delta {
             complete_since,
             default_at,
             changed,
+            lookup,
         }
     }
 
-    /// Whether the flow admitted by the rule at `index` (`None`: the default action) under
-    /// the ruleset published as `stamp` (low 32 bits) is still first-matched by it, `p`
-    /// being the fields of the packet that opened it.
+    /// The delta of publish `seq` when it remembers nothing: only flows of this very
+    /// publish are covered.
+    fn only(seq: u64) -> Delta {
+        Delta {
+            at: seq,
+            complete_since: seq,
+            default_at: 0,
+            changed: Box::new([]),
+            lookup: None,
+        }
+    }
+
+    /// The part of [`Delta::recheck`] that needs no packet fields. `Unchanged` is not an
+    /// answer here (the ruleset's own check comes first).
     #[inline]
-    pub(crate) fn recheck(&self, stamp: u32, index: Option<u32>, p: &PacketFields) -> bool {
+    pub(crate) fn recheck_rule(&self, stamp: u32, index: Option<u32>) -> RuleCheck {
         if after(self.complete_since, stamp) {
-            return false;
+            return RuleCheck::Classify;
         }
         if index.is_none() && after(self.default_at, stamp) {
-            return false;
+            return RuleCheck::Classify;
         }
         let end = index.unwrap_or(u32::MAX);
+        if index.is_some() {
+            // The rule itself changed since the flow's stamp.
+            let k = self.changed.partition_point(|c| c.index < end);
+            if self
+                .changed
+                .get(k)
+                .is_some_and(|c| c.index == end && after(c.at, stamp))
+            {
+                return RuleCheck::Classify;
+            }
+        }
+        RuleCheck::Test(DeltaTest { stamp, end })
+    }
+
+    /// Whether no rule that changed before the flow's rule (since its stamp) matches `p`, the
+    /// fields of the packet that opened it ([`Delta::recheck_rule`] said `Test(t)`).
+    ///
+    /// With the changed rules' classifier, the first changed rule to match must come after
+    /// the flow's rule (or be it): a changed rule before it that matches sends the flow to
+    /// classification whenever it changed. One that last changed before the flow's stamp
+    /// cannot match: it was then before the flow's rule, as now, and that rule was the first
+    /// match; so the outcome is the linear test's.
+    #[inline]
+    pub(crate) fn recheck_test(&self, t: DeltaTest, p: &PacketFields) -> bool {
+        if let Some(l) = &self.lookup {
+            return l.0.lookup(p) >= t.end;
+        }
         for c in self.changed.iter() {
-            if c.index > end {
+            if c.index >= t.end {
                 break;
             }
-            if !after(c.at, stamp) {
-                continue;
-            }
-            if c.index == end {
-                // The rule itself changed.
-                return false;
-            }
-            if c.matcher.as_ref().is_some_and(|m| m.matches(p)) {
+            if after(c.at, t.stamp) && c.matcher.as_ref().is_some_and(|m| m.matches(p)) {
                 // A new or changed rule before it matches: the verdict may differ.
                 return false;
             }

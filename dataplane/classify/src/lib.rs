@@ -12,6 +12,7 @@ mod delta;
 mod fields;
 mod forest;
 mod hits;
+mod ids;
 pub mod linear;
 mod ruleset;
 mod space;
@@ -19,7 +20,7 @@ pub mod table;
 mod tree;
 mod warnings;
 
-pub use delta::{Recheck, MAX_DELTA_RULES};
+pub use delta::{DeltaTest, Recheck, RuleCheck, LINEAR_DELTA_RULES, MAX_DELTA_RULES};
 pub use fields::{Match, PacketDirection, PacketFields, RuleIndex};
 pub use hits::HIT_ROWS;
 pub use rampart_config::policy::{Action, Family, RuleId, TcpStrictness};

@@ -1,7 +1,6 @@
 //! The immutable compiled ruleset: rule metadata by index, the classifier trees for enforcing
 //! and monitor rules, compile-time warnings, and `explain`.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,10 +12,11 @@ use rampart_config::policy::{
     Action, Category, Family, ResolvedRule, RuleId, TcpStrictness, ValidatedPolicy,
 };
 
-use crate::delta::{same_rule, Delta, Recheck};
+use crate::delta::{same_rule, Delta, Recheck, RuleCheck};
 use crate::fields::{Match, PacketFields, RuleIndex};
 use crate::forest::Forest;
 use crate::hits::HitCounters;
+use crate::ids::IdIndex;
 use crate::space::{point, rule_boxes, GenericBox, KeyV4, Scratch, Space, V4, V6};
 use crate::tree::TreeParams;
 use crate::warnings::{find_warnings, Warning};
@@ -64,7 +64,7 @@ pub struct RuleMeta {
 }
 
 /// Boxes of one rule class (enforcing or monitor) and their trees.
-struct Classifier {
+pub(crate) struct Classifier {
     v4: Forest<V4>,
     v6: Forest<V6>,
     /// Rule index of each box.
@@ -91,9 +91,28 @@ impl Classifier {
         }
     }
 
+    /// A classifier of only `rules` (each with its index in its ruleset, in index order),
+    /// answering by that index; `None` past `max_boxes` boxes.
+    pub(crate) fn of_rules<'a>(
+        rules: impl Iterator<Item = (u32, &'a ResolvedRule)>,
+        max_boxes: usize,
+    ) -> Option<Classifier> {
+        let mut set = BoxSet::default();
+        let mut scratch = Scratch::default();
+        for (i, r) in rules {
+            rule_boxes(r, &mut scratch, &mut set.v4, &mut set.v6);
+            set.v4_rule.resize(set.v4.len(), i);
+            set.v6_rule.resize(set.v6.len(), i);
+            if set.v4.len() + set.v6.len() > max_boxes {
+                return None;
+            }
+        }
+        Some(Classifier::build(&set, TreeParams::default()))
+    }
+
     /// Index of the first matching rule, or `u32::MAX`.
     #[inline(always)]
-    fn lookup(&self, p: &PacketFields) -> u32 {
+    pub(crate) fn lookup(&self, p: &PacketFields) -> u32 {
         match p.family {
             Family::V4 => {
                 let b = self.v4.lookup(&V4::key_of(p), u32::MAX);
@@ -147,7 +166,7 @@ pub struct Ruleset {
     /// Hits per rule index, the last slot for the default action.
     hits: HitCounters,
     /// Rule index by stable id.
-    by_id: HashMap<RuleId, RuleIndex>,
+    by_id: IdIndex,
     /// Per rule index, then the default action: the publish number since which that rule and
     /// every rule before it are unchanged (written by the table handle before it publishes
     /// this ruleset; `u64::MAX` = unknown).
@@ -278,7 +297,9 @@ impl Ruleset {
                     .map_or(0, |m| m.v4.leaf_entries() + m.v6.leaf_entries()),
         };
         let hits = HitCounters::new(meta.len() + 1);
-        let memory_bytes = enforce_c.memory_bytes()
+        let by_id = IdIndex::new(policy.rules.iter().map(|r| r.id));
+        let memory_bytes = by_id.memory_bytes()
+            + enforce_c.memory_bytes()
             + monitor_c.as_ref().map_or(0, |m| m.memory_bytes())
             + meta.capacity() * std::mem::size_of::<RuleMeta>()
             + hits.memory_bytes();
@@ -294,12 +315,7 @@ impl Ruleset {
             memory_bytes,
             stats,
             hits,
-            by_id: policy
-                .rules
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (r.id, i as RuleIndex))
-                .collect(),
+            by_id,
             stable_since: (0..=policy.rules.len())
                 .map(|_| AtomicU64::new(u64::MAX))
                 .collect(),
@@ -403,10 +419,45 @@ impl Ruleset {
         self.delta.load_full()
     }
 
-    /// How a flow admitted by the rule with id `rule` (`None`: the default action) under
-    /// the ruleset published as `stamp` (its low 32 bits, as flows keep it) fares under this
-    /// one, `p` being the fields of the packet that opened it; `delta` is what changed up to
-    /// this ruleset's publish (see [`crate::table::Current::recheck`]).
+    /// The part of a recheck that needs no packet fields: how a flow admitted by the rule
+    /// with id `rule` (`None`: the default action) under the ruleset published as `stamp`
+    /// (its low 32 bits, as flows keep it) fares under this one, or which test of its opening
+    /// packet decides it; `delta` is what changed up to this ruleset's publish (see
+    /// [`crate::table::Current::recheck_rule`]).
+    #[inline]
+    pub(crate) fn recheck_rule(
+        &self,
+        delta: Option<&Delta>,
+        stamp: u32,
+        rule: Option<RuleId>,
+    ) -> RuleCheck {
+        // Stamps are kept as their low 32 bits: compare on the wrapping difference.
+        let since_ok =
+            |since: u64| since != u64::MAX && (stamp.wrapping_sub(since as u32) as i32) >= 0;
+        // Nothing at all changed since the stamp (the default action's slot covers every
+        // rule): no need to find the rule.
+        let all = self.resolved.len();
+        if since_ok(self.stable_since[all].load(Ordering::Relaxed)) {
+            return RuleCheck::Unchanged;
+        }
+        let index = match rule {
+            None => None,
+            Some(id) => match self.by_id.get(id) {
+                Some(i) => Some(i),
+                None => return RuleCheck::Classify,
+            },
+        };
+        let slot = index.map_or(all, |i| i as usize);
+        if since_ok(self.stable_since[slot].load(Ordering::Relaxed)) {
+            return RuleCheck::Unchanged;
+        }
+        match delta {
+            Some(d) => d.recheck_rule(stamp, index),
+            None => RuleCheck::Classify,
+        }
+    }
+
+    /// [`Ruleset::recheck_rule`] and, if it asks, the test of the opening packet `p`.
     #[inline]
     pub(crate) fn recheck(
         &self,
@@ -415,22 +466,12 @@ impl Ruleset {
         rule: Option<RuleId>,
         p: &PacketFields,
     ) -> Recheck {
-        let index = match rule {
-            None => None,
-            Some(id) => match self.by_id.get(&id) {
-                Some(&i) => Some(i),
-                None => return Recheck::Classify,
-            },
-        };
-        let slot = index.map_or(self.resolved.len(), |i| i as usize);
-        let since = self.stable_since[slot].load(Ordering::Relaxed);
-        // Stamps are kept as their low 32 bits: compare on the wrapping difference.
-        if since != u64::MAX && (stamp.wrapping_sub(since as u32) as i32) >= 0 {
-            return Recheck::Unchanged;
-        }
-        match delta {
-            Some(d) if d.recheck(stamp, index, p) => Recheck::DeltaRules,
-            _ => Recheck::Classify,
+        match self.recheck_rule(delta, stamp, rule) {
+            RuleCheck::Unchanged => Recheck::Unchanged,
+            RuleCheck::Test(t) if delta.is_some_and(|d| d.recheck_test(t, p)) => {
+                Recheck::DeltaRules
+            }
+            RuleCheck::Test(_) | RuleCheck::Classify => Recheck::Classify,
         }
     }
 
@@ -441,7 +482,7 @@ impl Ruleset {
 
     /// Index of the rule with id `id` (hashed).
     pub(crate) fn index_of_id(&self, id: RuleId) -> Option<RuleIndex> {
-        self.by_id.get(&id).copied()
+        self.by_id.get(id)
     }
 
     /// The publish number since which the rule with id `id` (`None`: the default action) and
@@ -452,8 +493,8 @@ impl Ruleset {
     pub fn unchanged_since(&self, id: Option<RuleId>) -> u64 {
         let slot = match id {
             None => self.resolved.len(),
-            Some(id) => match self.by_id.get(&id) {
-                Some(&i) => i as usize,
+            Some(id) => match self.by_id.get(id) {
+                Some(i) => i as usize,
                 None => return u64::MAX,
             },
         };

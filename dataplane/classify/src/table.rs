@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use crate::delta::{Delta, Recheck};
+use crate::delta::{Delta, DeltaTest, Recheck, RuleCheck};
 use crate::ruleset::Ruleset;
 use crate::{Action, PacketFields, RuleId};
 
@@ -260,6 +260,22 @@ impl Current<'_> {
     #[inline]
     pub fn recheck(&self, stamp: u32, rule: Option<RuleId>, opening: &PacketFields) -> Recheck {
         self.ruleset.recheck(self.delta, stamp, rule, opening)
+    }
+
+    /// [`Current::recheck`] in two steps, so the opening packet's fields are worked out only
+    /// when they are needed: this one looks at the rule and the stamp alone. `Unchanged`
+    /// keeps the flow; `Test(t)` is decided by [`Current::recheck_test`]; `Classify` as
+    /// above.
+    #[inline]
+    pub fn recheck_rule(&self, stamp: u32, rule: Option<RuleId>) -> RuleCheck {
+        self.ruleset.recheck_rule(self.delta, stamp, rule)
+    }
+
+    /// Whether the flow of a [`RuleCheck::Test`] keeps its rule (`DeltaRules`), `opening`
+    /// being the fields of the packet that opened it; false: classify it again.
+    #[inline]
+    pub fn recheck_test(&self, t: DeltaTest, opening: &PacketFields) -> bool {
+        self.delta.is_some_and(|d| d.recheck_test(t, opening))
     }
 }
 

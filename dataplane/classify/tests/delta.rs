@@ -9,7 +9,7 @@ mod common;
 
 use common::{packet, policy, rule};
 use proptest::prelude::*;
-use rampart_classify::{PacketFields, Recheck, Ruleset, TableHandle};
+use rampart_classify::{PacketFields, Recheck, RuleCheck, Ruleset, TableHandle};
 use rampart_config::policy::{Action, ResolvedRule, RuleId, ValidatedPolicy};
 use std::sync::Arc;
 
@@ -66,6 +66,58 @@ fn compile(g: u64, default: Action, rules: &[ResolvedRule]) -> Arc<Ruleset> {
 /// A flow: the packet that opened it, its rule (`None`: default action), its stamp.
 type Flow = (PacketFields, Option<RuleId>, u32);
 
+/// Publishes `publishes` (each a list of edits) over `rules` and rechecks flows of `pkts`
+/// stamped at various publishes after each: a flow kept (unchanged prefix or delta rules)
+/// must be one whose rule a full classification returns again. Returns how many were kept
+/// by the delta (so a caller can see the path was exercised).
+fn recheck_agrees(
+    rules: Vec<ResolvedRule>,
+    pkts: &[PacketFields],
+    publishes: &[Vec<Edit>],
+    default: Action,
+) -> Result<usize, TestCaseError> {
+    let mut rules = policy(rules, default).rules;
+    let mut default = default;
+    let mut next_id = 5000;
+    let mut by_delta = 0;
+    let table = TableHandle::new(compile(1, default, &rules));
+    let mut reader = table.register_reader();
+    let cur = reader.load_current();
+    let mut flows: Vec<Flow> = pkts
+        .iter()
+        .map(|p| (*p, cur.ruleset.classify(p).rule_id, cur.stamp as u32))
+        .collect();
+    for (g, edits) in publishes.iter().enumerate() {
+        for e in edits {
+            apply(&mut rules, &mut default, e, &mut next_id);
+        }
+        table.publish(compile(g as u64 + 2, default, &rules));
+        let cur = reader.load_current();
+        for (k, (p, rid, stamp)) in flows.iter_mut().enumerate() {
+            let want = cur.ruleset.classify(p).rule_id;
+            let r = cur.recheck(*stamp, *rid, p);
+            if r != Recheck::Classify {
+                prop_assert_eq!(want, *rid, "{:?} kept rule {:?} of stamp {}", r, rid, stamp);
+            }
+            by_delta += usize::from(r == Recheck::DeltaRules);
+            // The two-step form the worker uses decides the same.
+            let two_step = match cur.recheck_rule(*stamp, *rid) {
+                RuleCheck::Unchanged => Recheck::Unchanged,
+                RuleCheck::Test(t) if cur.recheck_test(t, p) => Recheck::DeltaRules,
+                RuleCheck::Test(_) | RuleCheck::Classify => Recheck::Classify,
+            };
+            prop_assert_eq!(two_step, r);
+            // The worker re-stamps every flow it sees (kept or classified again); some
+            // flows stay idle across publishes, so their deltas chain.
+            if (k + g) % 3 != 0 {
+                *rid = want;
+                *stamp = cur.stamp as u32;
+            }
+        }
+    }
+    Ok(by_delta)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 128,
@@ -81,36 +133,18 @@ proptest! {
         publishes in prop::collection::vec(prop::collection::vec(edit(), 1..4), 1..6),
         default in prop::sample::select(vec![Action::Allow, Action::Drop]),
     ) {
-        let mut rules = policy(rules, default).rules;
-        let mut default = default;
-        let mut next_id = 5000;
-        let table = TableHandle::new(compile(1, default, &rules));
-        let mut reader = table.register_reader();
-        let cur = reader.load_current();
-        let mut flows: Vec<Flow> = pkts
-            .iter()
-            .map(|p| (*p, cur.ruleset.classify(p).rule_id, cur.stamp as u32))
-            .collect();
-        for (g, edits) in publishes.iter().enumerate() {
-            for e in edits {
-                apply(&mut rules, &mut default, e, &mut next_id);
-            }
-            table.publish(compile(g as u64 + 2, default, &rules));
-            let cur = reader.load_current();
-            for (k, (p, rid, stamp)) in flows.iter_mut().enumerate() {
-                let want = cur.ruleset.classify(p).rule_id;
-                let r = cur.recheck(*stamp, *rid, p);
-                if r != Recheck::Classify {
-                    prop_assert_eq!(want, *rid, "{:?} kept rule {:?} of stamp {}", r, rid, stamp);
-                }
-                // The worker re-stamps every flow it sees (kept or classified again); some
-                // flows stay idle across publishes, so their deltas chain.
-                if (k + g) % 3 != 0 {
-                    *rid = want;
-                    *stamp = cur.stamp as u32;
-                }
-            }
-        }
+        recheck_agrees(rules, &pkts, &publishes, default)?;
+    }
+
+    /// More changed rules than are tested one by one: the changed rules' classifier decides.
+    #[test]
+    fn many_changed_rules_recheck_agrees_with_classification(
+        rules in prop::collection::vec(rule(), 20..90),
+        pkts in prop::collection::vec(packet(), 1..100),
+        publishes in prop::collection::vec(prop::collection::vec(edit(), 1..40), 1..6),
+        default in prop::sample::select(vec![Action::Allow, Action::Drop]),
+    ) {
+        recheck_agrees(rules, &pkts, &publishes, default)?;
     }
 }
 
@@ -166,4 +200,64 @@ fn single_edits_are_decided_by_the_delta() {
     // A new deny before it that matches the flow: classify again.
     rules.insert(0, rule(51, 130, Action::Drop));
     check(&rules, &mut reader, Recheck::Classify);
+}
+
+/// More rules changed before a flow's rule than are tested one by one (32 edited, 20
+/// inserted): the changed rules' classifier keeps the flow when none of them matches it, and
+/// sends it to classification when one does or when its own rule changed.
+#[test]
+fn many_edits_are_decided_by_the_changed_rules_lookup() {
+    let rule = |id: u32, port: u16, action| {
+        let mut r = ResolvedRule::new(RuleId(id), action);
+        r.services = vec![rampart_config::policy::ServiceMatch {
+            proto: Some(6),
+            sport: rampart_config::policy::PortRange::ANY,
+            dport: rampart_config::policy::PortRange::single(port),
+            via: None,
+        }];
+        r
+    };
+    let mut rules: Vec<ResolvedRule> = (0..100)
+        .map(|i| rule(i, 100 + i as u16, Action::Allow))
+        .collect();
+    let table = TableHandle::new(compile(1, Action::Drop, &rules));
+    let mut reader = table.register_reader();
+    let stamp = reader.load_current().stamp as u32;
+    // Flows of rule 80 and of the default action.
+    let p = PacketFields::v4(1, 2, 3, 180, 6);
+    let q = PacketFields::v4(1, 2, 3, 999, 6);
+    for r in rules.iter_mut().take(32) {
+        r.services[0].dport.hi = 199;
+        r.services[0].dport.lo = 190;
+    }
+    for k in 0..20 {
+        rules.insert(40, rule(200 + k, 60_000 + k as u16, Action::Drop));
+    }
+    table.publish(compile(2, Action::Drop, &rules));
+    let cur = reader.load_current();
+    assert!(matches!(
+        cur.recheck_rule(stamp, Some(RuleId(80))),
+        RuleCheck::Test(_)
+    ));
+    assert_eq!(
+        cur.recheck(stamp, Some(RuleId(80)), &p),
+        Recheck::DeltaRules
+    );
+    assert_eq!(cur.recheck(stamp, None, &q), Recheck::DeltaRules);
+    // The flow of edited rule 3 (its own rule changed).
+    let r3 = PacketFields::v4(1, 2, 3, 103, 6);
+    assert_eq!(
+        cur.recheck_rule(stamp, Some(RuleId(3))),
+        RuleCheck::Classify
+    );
+    assert_eq!(cur.recheck(stamp, Some(RuleId(3)), &r3), Recheck::Classify);
+    // Another publish: an edited rule now matches rule 80's flow and the default flow.
+    rules[0].services[0].dport.lo = 180;
+    rules[1].services[0].dport.hi = 999;
+    rules[1].services[0].dport.lo = 999;
+    table.publish(compile(3, Action::Drop, &rules));
+    let cur = reader.load_current();
+    assert_eq!(cur.recheck(stamp, Some(RuleId(80)), &p), Recheck::Classify);
+    assert_eq!(cur.recheck(stamp, None, &q), Recheck::Classify);
+    assert_eq!(cur.ruleset.classify(&p).rule_id, Some(RuleId(0)));
 }
