@@ -34,7 +34,8 @@ use crate::stage::{BurstCtx, BurstStage, DropReason, Verdict};
 use crate::MAX_PORTS;
 use log::RateLimit;
 use rampart_classify::{
-    Action, Family, Match, PacketDirection, PacketFields, Ruleset, TableReader, TcpStrictness,
+    Action, Family, Match, PacketDirection, PacketFields, RuleCheck, Ruleset, TableReader,
+    TcpStrictness,
 };
 use rampart_dpdk::MbufBurst;
 use rampart_flow::{
@@ -325,17 +326,11 @@ impl Firewall {
                     established += u64::from(verdicts[i] == Verdict::Forward);
                     continue;
                 }
-                // The flow is re-checked as the packet that opened it, whichever way
-                // this one travels: a reply must not be judged as a new connection.
-                let f = fields_of(materialise(s, i, j), direction);
-                let f = match hit.dir {
-                    rampart_flow::Direction::Original => f,
-                    rampart_flow::Direction::Reply => as_original(f),
-                };
-                if revalidate::keeps_rule(table, &cur, c, hit, &f) {
-                    // Its rule is still the first match: same verdict, not classified.
-                    verdicts[i] = track(table, c, hit, &s.key_info[j], now_ns);
-                    established += u64::from(verdicts[i] == Verdict::Forward);
+                // A flow from an older ruleset (out of line: the loop above stays lean).
+                if let Some(v) = revalidate_hit(table, &cur, c, s, i, j, q, hit, direction, now_ns)
+                {
+                    verdicts[i] = v;
+                    established += u64::from(v == Verdict::Forward);
                     continue;
                 }
                 s.pending[q] = Pending {
@@ -343,7 +338,6 @@ impl Firewall {
                     key: j as u8,
                     hit: Some(hit),
                 };
-                s.fields[q] = f;
                 q += 1;
                 continue;
             }
@@ -495,6 +489,55 @@ impl Firewall {
     }
 }
 
+/// Revalidates the flow of `hit` (packet `i`, key `j`), admitted under an older ruleset: its
+/// verdict if it keeps its rule (re-stamped and tracked, not classified); `None` if it must be
+/// classified again, with the opening packet's fields left in `s.fields[q]` and the packet's
+/// full parse written for stage 3. The flow's rule and stamp alone decide the common cases;
+/// the opening packet's fields are worked out only for the rest.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn revalidate_hit(
+    table: &mut FlowTable,
+    cur: &rampart_classify::Current<'_>,
+    c: &FirewallCounters,
+    s: &mut Scratch,
+    i: usize,
+    j: usize,
+    q: usize,
+    hit: Hit,
+    direction: PacketDirection,
+    now_ns: u64,
+) -> Option<Verdict> {
+    let (check, rule) = revalidate::check_rule(table, cur, hit);
+    let kept = match check {
+        // Its rule and every rule before it are the same since its stamp.
+        RuleCheck::Unchanged => {
+            c.revalidated_unchanged.add(1);
+            true
+        }
+        RuleCheck::Test(t) => {
+            s.fields[q] = opening_fields(s, j, hit.dir, direction);
+            // Kept if none of the rules that changed before its own matches.
+            let kept = cur.recheck_test(t, &s.fields[q]);
+            if kept {
+                c.revalidated_delta.add(1);
+            }
+            kept
+        }
+        RuleCheck::Classify => {
+            s.fields[q] = opening_fields(s, j, hit.dir, direction);
+            false
+        }
+    };
+    if !kept {
+        materialise(s, i, j);
+        return None;
+    }
+    // Its rule is still the first match: same verdict, not classified.
+    revalidate::keep(table, cur, c, hit, rule);
+    Some(track(table, c, hit, &s.key_info[j], now_ns))
+}
+
 #[inline]
 fn track(
     table: &mut FlowTable,
@@ -546,6 +589,46 @@ fn materialise(s: &mut Scratch, i: usize, j: usize) -> &Parsed {
         s.key_plain_l3[j] = 0;
     }
     &s.parsed[i]
+}
+
+/// The fields of the packet that opened the flow of packet `i` (key `j`), which travels in
+/// direction `dir` of its flow: a flow is re-checked as its opening packet whichever way
+/// this one travels (a reply must not be judged as a new connection). A frame the parser's
+/// fast path took has them all in its key (no need to write its full parse).
+#[inline]
+fn opening_fields(
+    s: &Scratch,
+    j: usize,
+    dir: rampart_flow::Direction,
+    direction: PacketDirection,
+) -> PacketFields {
+    let f = if s.key_plain_l3[j] != 0 {
+        plain_fields(&s.keys[j].packet_key(), direction)
+    } else {
+        fields_of(&s.parsed[usize::from(s.key_pkt[j])], direction)
+    };
+    match dir {
+        rampart_flow::Direction::Original => f,
+        rampart_flow::Direction::Reply => as_original(f),
+    }
+}
+
+/// [`fields_of`] a frame the parser's fast path took, from its key: untagged IPv4, TCP or
+/// UDP, no tunnel.
+#[inline]
+fn plain_fields(k: &rampart_wire::FlowKey, direction: PacketDirection) -> PacketFields {
+    let v4 = |a: &[u8; 16]| u128::from(u32::from_be_bytes([a[12], a[13], a[14], a[15]]));
+    PacketFields {
+        family: Family::V4,
+        src: v4(&k.src),
+        dst: v4(&k.dst),
+        sport: k.src_port,
+        dport: k.dst_port,
+        proto: k.proto,
+        vlan: None,
+        vni: None,
+        direction,
+    }
 }
 
 /// Whether flows admitted by `mt` get TCP sequence/window checks: the matching rule's `tcp`

@@ -888,8 +888,29 @@ fn a_flow_of_the_default_action_is_kept_by_the_delta_until_the_default_changes()
 /// cut, or answered — whether revalidation used the delta or classified.
 #[test]
 fn delta_revalidation_agrees_with_the_oracle_on_random_edits() {
+    let used_delta = delta_differential(0x2545_f491_4f6c_dd1d, 12, 1..4);
+    assert!(
+        used_delta > 20,
+        "the delta decided only {used_delta} revalidations"
+    );
+}
+
+/// The same with more rules changed per publish than are tested one by one, so the changed
+/// rules' classifier decides (and packets of both directions revalidate).
+#[test]
+fn many_changed_rules_revalidation_agrees_with_the_oracle() {
+    let used_delta = delta_differential(0x9e37_79b9_7f4a_7c15, 40, 17..30);
+    assert!(
+        used_delta > 20,
+        "the delta decided only {used_delta} revalidations"
+    );
+}
+
+/// One run of the differential above: `rules` random rules, `edits` edits per publish; half
+/// the revalidating packets are replies. Returns the revalidations the delta decided.
+fn delta_differential(seed: u64, rules_n: u32, edits: std::ops::Range<u64>) -> u64 {
     use rampart_classify::linear::Linear;
-    let rng = std::cell::Cell::new(0x2545_f491_4f6c_dd1du64);
+    let rng = std::cell::Cell::new(seed);
     let next = |n: u64| {
         let mut x = rng.get();
         x ^= x << 13;
@@ -914,7 +935,7 @@ fn delta_revalidation_agrees_with_the_oracle_on_random_edits() {
                       "action": "{action}", "log": {log} }}"#
             )
         };
-        let mut rules: Vec<(u32, String)> = (0..12).map(|i| (i, random_rule(i))).collect();
+        let mut rules: Vec<(u32, String)> = (0..rules_n).map(|i| (i, random_rule(i))).collect();
         let mut default = if round % 2 == 0 { "allow" } else { "drop" };
         let mut next_id = 100;
         let compile = |g: u64, default: &str, rules: &[(u32, String)]| {
@@ -960,7 +981,7 @@ fn delta_revalidation_agrees_with_the_oracle_on_random_edits() {
             alive.push((sport, dport));
         }
         for g in 3..10u64 {
-            for _ in 0..1 + next(3) {
+            for _ in 0..edits.start + next(edits.end - edits.start) {
                 let n = rules.len() as u64;
                 match next(6) {
                     0 if n > 0 => {
@@ -997,10 +1018,17 @@ fn delta_revalidation_agrees_with_the_oracle_on_random_edits() {
                     PacketFields::v4(u32::from(CLIENT), u32::from(SERVER), sport, dport, 6);
                 opening.direction = PacketDirection::Out;
                 let want = oracle.classify(&opening);
-                let v = r.one(
-                    INSIDE,
-                    tcp(CLIENT, SERVER, sport, dport, flags::ACK, 101, 501),
-                );
+                let v = if next(2) == 0 {
+                    r.one(
+                        INSIDE,
+                        tcp(CLIENT, SERVER, sport, dport, flags::ACK, 101, 501),
+                    )
+                } else {
+                    r.one(
+                        OUTSIDE,
+                        tcp(SERVER, CLIENT, dport, sport, flags::ACK, 501, 101),
+                    )
+                };
                 match want.action {
                     Action::Allow => {
                         assert_eq!(v, Verdict::Forward, "round {round} g {g} {dport}");
@@ -1023,8 +1051,42 @@ fn delta_revalidation_agrees_with_the_oracle_on_random_edits() {
             assert_eq!(r.fw.flows().len(), alive.len(), "cut flows are gone");
         }
     }
-    assert!(
-        used_delta > 20,
-        "the delta decided only {used_delta} revalidations"
-    );
+    used_delta
+}
+
+/// A frame the parser's fast path takes is revalidated with fields taken from its prepared
+/// key: they must be the ones its full parse gives.
+#[test]
+fn fields_from_a_plain_key_are_those_of_the_full_parse() {
+    let table = FlowTable::new(&rampart_flow::FlowConfig {
+        capacity: 1024,
+        ..Default::default()
+    })
+    .unwrap();
+    let udp = |src, dst, sport, dport| {
+        frame(
+            src,
+            dst,
+            &L4Repr::Udp(rampart_wire::UdpRepr {
+                src_port: sport,
+                dst_port: dport,
+                payload: &[1, 2, 3],
+            }),
+        )
+    };
+    let frames = [
+        tcp(CLIENT, SERVER, 48000, 80, flags::ACK, 1, 2),
+        tcp(SERVER, CLIENT, 80, 48000, flags::ACK, 2, 1),
+        udp(CLIENT, SERVER, 5353, 53),
+        udp(SERVER, CLIENT, 53, 5353),
+    ];
+    let cfg = ParseConfig::default();
+    for f in &frames {
+        let pl = parse_plain(f, &cfg).expect("fast path");
+        let key = table.prepare_v4(pl.src, pl.dst, pl.proto, pl.src_port, pl.dst_port);
+        let full = parse(f, &cfg).unwrap();
+        for d in [PacketDirection::In, PacketDirection::Out] {
+            assert_eq!(plain_fields(&key.packet_key(), d), fields_of(&full, d));
+        }
+    }
 }
