@@ -23,12 +23,16 @@ use rampart_config::policy::{
 use crate::fields::{PacketDirection, PacketFields};
 use crate::ruleset::{Classifier, Ruleset};
 
-/// Most changed rules a ruleset remembers; past this many, revalidation falls back to
-/// classifying (~0.1–0.3 µs) and the oldest changes are forgotten. Up to
-/// [`LINEAR_DELTA_RULES`] each costs a single-rule test per flow revalidated past it (a few
-/// ns); more are looked up at once in a classifier of just those rules, built at publish on
-/// the control thread (a few ms for the largest).
+/// Most changed rules a ruleset remembers: an eighth of its rules, at least
+/// [`MIN_DELTA_RULES`], at most this; past that many, revalidation falls back to classifying
+/// (~0.1–0.3 µs) and the oldest changes are forgotten. Up to [`LINEAR_DELTA_RULES`] each
+/// costs a single-rule test per flow revalidated past it (a few ns); more are looked up at
+/// once in a classifier of just those rules, built at every publish on the control thread:
+/// the eighth keeps that to a fraction of the ruleset's own compile.
 pub const MAX_DELTA_RULES: usize = 1024;
+
+/// See [`MAX_DELTA_RULES`].
+pub const MIN_DELTA_RULES: usize = 64;
 
 /// Most changed rules tested one by one (see [`MAX_DELTA_RULES`]).
 pub const LINEAR_DELTA_RULES: usize = 16;
@@ -229,7 +233,8 @@ impl Delta {
             .filter(|&i| !kept[i as usize])
             .collect();
         let default_now = prev.default_action() != next.default_action();
-        if now.len() > MAX_DELTA_RULES {
+        let cap = (new.len() / 8).clamp(MIN_DELTA_RULES, MAX_DELTA_RULES);
+        if now.len() > cap {
             // Too much changed: only flows of this very publish are covered.
             return Delta::only(seq);
         }
@@ -252,11 +257,11 @@ impl Delta {
         if default_now {
             default_at = seq;
         }
-        if all.len() > MAX_DELTA_RULES {
+        if all.len() > cap {
             // Forget the oldest changes: flows stamped before them are classified again.
             all.sort_by_key(|&(_, at)| std::cmp::Reverse(at));
-            complete_since = complete_since.max(all[MAX_DELTA_RULES].1);
-            all.truncate(MAX_DELTA_RULES);
+            complete_since = complete_since.max(all[cap].1);
+            all.truncate(cap);
         }
         all.sort_unstable();
         let linear = all.len() <= LINEAR_DELTA_RULES;

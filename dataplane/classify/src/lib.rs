@@ -20,7 +20,9 @@ pub mod table;
 mod tree;
 mod warnings;
 
-pub use delta::{DeltaTest, Recheck, RuleCheck, LINEAR_DELTA_RULES, MAX_DELTA_RULES};
+pub use delta::{
+    DeltaTest, Recheck, RuleCheck, LINEAR_DELTA_RULES, MAX_DELTA_RULES, MIN_DELTA_RULES,
+};
 pub use fields::{Match, PacketDirection, PacketFields, RuleIndex};
 pub use hits::HIT_ROWS;
 pub use rampart_config::policy::{Action, Family, RuleId, TcpStrictness};
