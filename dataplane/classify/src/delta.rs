@@ -58,6 +58,9 @@ pub enum Recheck {
 pub enum RuleCheck {
     /// Its rule and every rule before it are unchanged since the flow was stamped.
     Unchanged,
+    /// Its rule is unchanged and the rules before it that changed since the flow was stamped
+    /// match none of its rule's packets (decided at publish): kept, counted as delta rules.
+    Disjoint,
     /// Its rule is unchanged; whether a rule that changed before it matches the flow's
     /// opening packet decides ([`crate::table::Current::recheck_test`]).
     Test(DeltaTest),
@@ -110,7 +113,36 @@ struct AddrMatcher {
     ranges: Box<[AddrRange]>,
 }
 
+/// Whether some packet matches both services.
+fn services_meet(a: &ServiceMatch, b: &ServiceMatch) -> bool {
+    let ports = |x: rampart_config::policy::PortRange, y: rampart_config::policy::PortRange| {
+        x.lo <= y.hi && y.lo <= x.hi
+    };
+    !matches!((a.proto, b.proto), (Some(p), Some(q)) if p != q)
+        && ports(a.sport, b.sport)
+        && ports(a.dport, b.dport)
+}
+
 impl AddrMatcher {
+    /// False only if no address is in both this set and `s` (negation: maybe).
+    fn may_meet(&self, s: &AddrSet) -> bool {
+        if self.any || self.negate || s.any || s.negate {
+            return true;
+        }
+        s.entries.iter().any(|e| {
+            let r = e.range;
+            // The last of the sorted, disjoint ranges starting at or before `r`'s end is
+            // the one reaching furthest: it meets `r` or none does.
+            let n = self
+                .ranges
+                .partition_point(|x| (x.family, x.lo) <= (r.family, r.hi));
+            n > 0 && {
+                let x = &self.ranges[n - 1];
+                x.family == r.family && x.hi >= r.lo
+            }
+        })
+    }
+
     fn new(s: &AddrSet) -> Self {
         AddrMatcher {
             any: s.any,
@@ -137,6 +169,25 @@ impl AddrMatcher {
 }
 
 impl RuleMatcher {
+    /// False only if no packet matches both this rule and `r` (conservative: negated
+    /// address sets are taken to meet anything).
+    pub(crate) fn may_overlap(&self, r: &ResolvedRule) -> bool {
+        let dir_apart = matches!(
+            (self.direction, r.direction),
+            (Direction::In, Direction::Out) | (Direction::Out, Direction::In)
+        );
+        let apart = |a: Option<u32>, b: Option<u32>| matches!((a, b), (Some(x), Some(y)) if x != y);
+        !dir_apart
+            && !apart(self.vlan.map(u32::from), r.vlan.map(u32::from))
+            && !apart(self.vni, r.vni)
+            && self
+                .services
+                .iter()
+                .any(|s| r.services.iter().any(|t| services_meet(s, t)))
+            && self.source.may_meet(&r.source)
+            && self.destination.may_meet(&r.destination)
+    }
+
     pub(crate) fn new(r: &ResolvedRule) -> Self {
         RuleMatcher {
             direction: r.direction,
@@ -225,10 +276,10 @@ impl Delta {
         prev: &Ruleset,
         prev_delta: Option<&Delta>,
         next: &Ruleset,
+        kept: &[bool],
         seq: u64,
     ) -> Delta {
         let (old, new) = (prev.resolved(), next.resolved());
-        let kept = kept_in_order(prev, next);
         let now: Vec<u32> = (0..new.len() as u32)
             .filter(|&i| !kept[i as usize])
             .collect();
@@ -360,9 +411,64 @@ impl Delta {
     }
 }
 
+/// Most rules changed in one publish for which [`clear_since`] tests every later rule
+/// against each of them (rules × changed tests at publish); past it every rule after the
+/// first changed one counts as touched.
+const MAX_OVERLAP_RULES: usize = 32;
+
+/// Per rule of `next`, published as `seq` over `prev` (`kept` from [`kept_in_order`];
+/// `prev_clear(j)` is the value of `prev`'s rule `j`): the publish since which neither the
+/// rule nor any enforcing rule before it that may match a packet it matches has changed.
+///
+/// First match makes this enough to keep a flow of that rule stamped at or after it without
+/// looking at the packet: its rule matched the flow and was the first match; every rule now
+/// before it either was before it then, unchanged (and did not match), or changed since but
+/// matches none of the rule's packets, so none of the flow's.
+pub(crate) fn clear_since(
+    prev: &Ruleset,
+    next: &Ruleset,
+    kept: &[bool],
+    seq: u64,
+    prev_clear: impl Fn(usize) -> u64,
+) -> Vec<u64> {
+    let new = next.resolved();
+    let changed: Vec<usize> = (0..new.len()).filter(|&i| !kept[i]).collect();
+    // The changed enforcing rules, with matchers (their address ranges normalized).
+    let test: Vec<(usize, RuleMatcher)> = if changed.len() <= MAX_OVERLAP_RULES {
+        changed
+            .iter()
+            .filter(|&&i| !new[i].monitor)
+            .map(|&i| (i, RuleMatcher::new(&new[i])))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let first_changed = changed.first().copied().unwrap_or(usize::MAX);
+    new.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if !kept[i] {
+                return seq;
+            }
+            let touched = if changed.len() <= MAX_OVERLAP_RULES {
+                test.iter()
+                    .take_while(|(c, _)| *c < i)
+                    .any(|(_, m)| m.may_overlap(r))
+            } else {
+                i > first_changed
+            };
+            if touched {
+                return seq;
+            }
+            let old = prev.index_of_id(r.id).expect("a kept rule is in prev") as usize;
+            prev_clear(old)
+        })
+        .collect()
+}
+
 /// Per rule of `next`: equal to the rule with its id in `prev` and, among such rules, in a
 /// largest set that keeps its relative order (longest increasing run of old indices).
-fn kept_in_order(prev: &Ruleset, next: &Ruleset) -> Vec<bool> {
+pub(crate) fn kept_in_order(prev: &Ruleset, next: &Ruleset) -> Vec<bool> {
     let (old, new) = (prev.resolved(), next.resolved());
     // Old index of each rule of `next` that is equal there.
     let old_of: Vec<Option<u32>> = new

@@ -12,7 +12,7 @@ use rampart_config::policy::{
     Action, Category, Family, ResolvedRule, RuleId, TcpStrictness, ValidatedPolicy,
 };
 
-use crate::delta::{same_rule, Delta, Recheck, RuleCheck};
+use crate::delta::{clear_since, kept_in_order, same_rule, Delta, Recheck, RuleCheck};
 use crate::fields::{Match, PacketFields, RuleIndex};
 use crate::forest::Forest;
 use crate::hits::HitCounters;
@@ -171,6 +171,10 @@ pub struct Ruleset {
     /// every rule before it are unchanged (written by the table handle before it publishes
     /// this ruleset; `u64::MAX` = unknown).
     stable_since: Box<[AtomicU64]>,
+    /// Per rule index: the publish number since which neither that rule nor any rule before
+    /// it that may match its packets changed ([`crate::delta::clear_since`]; written with
+    /// `stable_since`).
+    clear_since: Box<[AtomicU64]>,
     /// The rules that changed in the publishes up to this ruleset's latest (replaced at
     /// every publish of it; readers keep the one they loaded with it).
     delta: ArcSwapOption<Delta>,
@@ -319,6 +323,9 @@ impl Ruleset {
             stable_since: (0..=policy.rules.len())
                 .map(|_| AtomicU64::new(u64::MAX))
                 .collect(),
+            clear_since: (0..policy.rules.len())
+                .map(|_| AtomicU64::new(u64::MAX))
+                .collect(),
             delta: ArcSwapOption::empty(),
         })
     }
@@ -408,9 +415,21 @@ impl Ruleset {
     }
 
     fn settle_delta(&self, prev: &Ruleset, seq: u64) {
+        let kept = kept_in_order(prev, self);
+        let prev_clear = |j: usize| match prev.clear_since[j].load(Ordering::Relaxed) {
+            u64::MAX => seq - 1,
+            s => s,
+        };
+        for (slot, since) in self
+            .clear_since
+            .iter()
+            .zip(clear_since(prev, self, &kept, seq, prev_clear))
+        {
+            slot.store(since, Ordering::Relaxed);
+        }
         // The previous ruleset's delta, if it describes its publish (the one just before).
         let prev_delta = prev.delta.load_full().filter(|d| d.at() == seq - 1);
-        let delta = Delta::compute(prev, prev_delta.as_deref(), self, seq);
+        let delta = Delta::compute(prev, prev_delta.as_deref(), self, &kept, seq);
         self.delta.store(Some(Arc::new(delta)));
     }
 
@@ -451,6 +470,10 @@ impl Ruleset {
         if since_ok(self.stable_since[slot].load(Ordering::Relaxed)) {
             return RuleCheck::Unchanged;
         }
+        // Only rules that cannot match its packets changed before its rule.
+        if index.is_some() && since_ok(self.clear_since[slot].load(Ordering::Relaxed)) {
+            return RuleCheck::Disjoint;
+        }
         match delta {
             Some(d) => d.recheck_rule(stamp, index),
             None => RuleCheck::Classify,
@@ -468,6 +491,7 @@ impl Ruleset {
     ) -> Recheck {
         match self.recheck_rule(delta, stamp, rule) {
             RuleCheck::Unchanged => Recheck::Unchanged,
+            RuleCheck::Disjoint => Recheck::DeltaRules,
             RuleCheck::Test(t) if delta.is_some_and(|d| d.recheck_test(t, p)) => {
                 Recheck::DeltaRules
             }

@@ -103,6 +103,7 @@ fn recheck_agrees(
             // The two-step form the worker uses decides the same.
             let two_step = match cur.recheck_rule(*stamp, *rid) {
                 RuleCheck::Unchanged => Recheck::Unchanged,
+                RuleCheck::Disjoint => Recheck::DeltaRules,
                 RuleCheck::Test(t) if cur.recheck_test(t, p) => Recheck::DeltaRules,
                 RuleCheck::Test(_) | RuleCheck::Classify => Recheck::Classify,
             };
@@ -260,4 +261,62 @@ fn many_edits_are_decided_by_the_changed_rules_lookup() {
     assert_eq!(cur.recheck(stamp, Some(RuleId(80)), &p), Recheck::Classify);
     assert_eq!(cur.recheck(stamp, None, &q), Recheck::Classify);
     assert_eq!(cur.ruleset.classify(&p).rule_id, Some(RuleId(0)));
+}
+
+/// A changed rule before a flow's rule that cannot match any of that rule's packets keeps
+/// the flow without looking at it; one that can but does not match the flow needs the test.
+#[test]
+fn changes_disjoint_from_a_flows_rule_need_no_packet() {
+    let rule = |id: u32, port: u16| {
+        let mut r = ResolvedRule::new(RuleId(id), Action::Allow);
+        r.services = vec![rampart_config::policy::ServiceMatch {
+            proto: Some(6),
+            sport: rampart_config::policy::PortRange::ANY,
+            dport: rampart_config::policy::PortRange::single(port),
+            via: None,
+        }];
+        r
+    };
+    let mut rules: Vec<ResolvedRule> = (0..10).map(|i| rule(i, 100 + i as u16)).collect();
+    let table = TableHandle::new(compile(1, Action::Drop, &rules));
+    let mut reader = table.register_reader();
+    let stamp = reader.load_current().stamp as u32;
+    // Rule 0 moves to port 99: it meets no packet of rule 5 (port 105).
+    rules[0].services[0].dport = rampart_config::policy::PortRange::single(99);
+    table.publish(compile(2, Action::Drop, &rules));
+    let cur = reader.load_current();
+    assert_eq!(
+        cur.recheck_rule(stamp, Some(RuleId(5))),
+        RuleCheck::Disjoint
+    );
+    // Rule 1 widened over port 105, but only from 10.0.0.0/8: it may meet rule 5's packets
+    // (so the flow's own packet is tested) without matching a flow from 192.0.2.1.
+    rules[1].services[0].dport.hi = 200;
+    rules[1].source = rampart_config::policy::AddrSet {
+        any: false,
+        entries: vec![rampart_config::policy::AddrMatch {
+            range: rampart_config::policy::AddrRange {
+                family: rampart_config::policy::Family::V4,
+                lo: 0x0a00_0000,
+                hi: 0x0aff_ffff,
+            },
+            via: None,
+        }],
+        negate: false,
+    };
+    table.publish(compile(3, Action::Drop, &rules));
+    let cur = reader.load_current();
+    assert!(matches!(
+        cur.recheck_rule(stamp, Some(RuleId(5))),
+        RuleCheck::Test(_)
+    ));
+    let p = PacketFields::v4(0xc000_0201, 2, 3, 105, 6);
+    assert_eq!(cur.recheck(stamp, Some(RuleId(5)), &p), Recheck::DeltaRules);
+    let q = PacketFields::v4(0x0a00_0001, 2, 3, 105, 6);
+    assert_eq!(cur.recheck(stamp, Some(RuleId(5)), &q), Recheck::Classify);
+    // Rule 0's own flow: its rule changed.
+    assert_eq!(
+        cur.recheck_rule(stamp, Some(RuleId(0))),
+        RuleCheck::Classify
+    );
 }

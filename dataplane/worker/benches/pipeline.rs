@@ -518,7 +518,11 @@ fn swap_rows(
                     used(c.revalidated_delta, before.revalidated_delta),
                 );
                 assert_eq!(shortcut, edited == 0, "{kind}: {c:?}");
-                assert_eq!(delta, edited == 1, "{kind}: {c:?}");
+                // 32 edited rules: classified by builds before session 4's changed-rules
+                // lookup, decided by the delta since.
+                if edited <= 1 {
+                    assert_eq!(delta, edited == 1, "{kind}: {c:?}");
+                }
                 if mpps > during {
                     during = mpps;
                     mix = revalidation_mix(&before, &c);

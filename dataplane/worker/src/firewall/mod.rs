@@ -515,6 +515,11 @@ fn revalidate_hit(
             c.revalidated_unchanged.add(1);
             true
         }
+        // The rules that changed before its own cannot match any packet of its rule.
+        RuleCheck::Disjoint => {
+            c.revalidated_delta.add(1);
+            true
+        }
         RuleCheck::Test(t) => {
             s.fields[q] = opening_fields(s, j, hit.dir, direction);
             // Kept if none of the rules that changed before its own matches.
