@@ -549,6 +549,94 @@ mod tests {
         assert_eq!(kept_in_order(&c, &d), vec![true, true]);
     }
 
+    /// `may_overlap` may say "maybe" wrongly, never "no": brute force over a small space
+    /// of packets, for random small rules.
+    #[test]
+    fn rules_said_disjoint_share_no_packet() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut random_rule = |id: u32| {
+            let mut r = ResolvedRule::new(RuleId(id), Action::Allow);
+            let range = |next: &mut dyn FnMut(u64) -> u64, max: u64| {
+                let lo = next(max);
+                (lo, (lo + next(4)).min(max - 1))
+            };
+            r.services = (0..1 + next(2))
+                .map(|_| {
+                    let (lo, hi) = range(&mut next, 8);
+                    ServiceMatch {
+                        proto: [None, Some(6), Some(17)][next(3) as usize],
+                        sport: rampart_config::policy::PortRange::ANY,
+                        dport: rampart_config::policy::PortRange {
+                            lo: lo as u16,
+                            hi: hi as u16,
+                        },
+                        via: None,
+                    }
+                })
+                .collect();
+            for side in [&mut r.source, &mut r.destination] {
+                if next(3) == 0 {
+                    continue;
+                }
+                side.any = false;
+                side.negate = next(5) == 0;
+                side.entries = (0..1 + next(2))
+                    .map(|_| {
+                        let (lo, hi) = range(&mut next, 16);
+                        AddrMatch {
+                            range: AddrRange {
+                                family: Family::V4,
+                                lo: u128::from(lo),
+                                hi: u128::from(hi),
+                            },
+                            via: None,
+                        }
+                    })
+                    .collect();
+            }
+            r.direction = [Direction::Both, Direction::In, Direction::Out][next(3) as usize];
+            r.vlan = [None, Some(1), Some(2)][next(3) as usize];
+            r
+        };
+        let rules: Vec<ResolvedRule> = (0..60).map(&mut random_rule).collect();
+        let mut disjoint = 0;
+        for a in &rules {
+            let m = RuleMatcher::new(a);
+            for b in &rules {
+                if m.may_overlap(b) {
+                    continue;
+                }
+                disjoint += 1;
+                for src in 0..17u32 {
+                    for dst in 0..17u32 {
+                        for dport in 0..9u16 {
+                            for proto in [6u8, 17, 1] {
+                                for vlan in [None, Some(1), Some(2)] {
+                                    for direction in [PacketDirection::In, PacketDirection::Out] {
+                                        let mut p = PacketFields::v4(src, dst, 1, dport, proto);
+                                        p.vlan = vlan;
+                                        p.direction = direction;
+                                        assert!(
+                                            !(rule_matches(a, &p) && rule_matches(b, &p)),
+                                            "{a:?} {b:?} {p:?}"
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(disjoint > 100, "only {disjoint} disjoint pairs");
+    }
+
     #[test]
     fn matcher_agrees_with_the_linear_rule_test_on_ranges_and_negation() {
         let mut r = rule(1, 80);
