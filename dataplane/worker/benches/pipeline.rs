@@ -724,6 +724,8 @@ fn reval_rows(
         one_pass(fw, fr, now);
         let mut best = 0f64;
         let mut mix = String::new();
+        // Wall time of `publish` itself (what revalidation adds to it: the delta's work).
+        let (mut publish_time, mut publishes) = (Duration::ZERO, 0u32);
         for _ in 0..rounds {
             let before = fw.counters().snapshot();
             let mut spent = Duration::ZERO;
@@ -735,7 +737,10 @@ fn reval_rows(
                     } else {
                         next.clone()
                     };
+                    let t = Instant::now();
                     drop(table.publish(rs));
+                    publish_time += t.elapsed();
+                    publishes += 1;
                 }
                 let start = ThreadTime::now();
                 reval_pass(fw, fr, now);
@@ -758,7 +763,10 @@ fn reval_rows(
         }
         rows.push(Row {
             part: "decide",
-            scenario: format!("one pass over all flows after each swap, {kind}; {mix}"),
+            scenario: format!(
+                "one pass over all flows after each swap, {kind}; {mix}; publish {:.3} ms",
+                publish_time.as_secs_f64() * 1e3 / f64::from(publishes.max(1))
+            ),
             rules: nrules,
             flows: fr.len(),
             mpps: best,
