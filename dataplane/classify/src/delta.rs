@@ -360,8 +360,8 @@ impl Delta {
         }
     }
 
-    /// The part of [`Delta::recheck`] that needs no packet fields. `Unchanged` is not an
-    /// answer here (the ruleset's own check comes first).
+    /// The part of a recheck that needs no packet fields (see [`RuleCheck`]); `Unchanged`
+    /// and `Disjoint` are not answers here (the ruleset's own checks come first).
     #[inline]
     pub(crate) fn recheck_rule(&self, stamp: u32, index: Option<u32>) -> RuleCheck {
         if after(self.complete_since, stamp) {
