@@ -327,8 +327,7 @@ impl Firewall {
                     continue;
                 }
                 // A flow from an older ruleset (out of line: the loop above stays lean).
-                if let Some(v) = revalidate_hit(table, &cur, c, s, i, j, q, hit, direction, now_ns)
-                {
+                if let Some(v) = revalidate_hit(table, &cur, c, s, j, q, hit, direction, now_ns) {
                     verdicts[i] = v;
                     established += u64::from(v == Verdict::Forward);
                     continue;
@@ -489,11 +488,11 @@ impl Firewall {
     }
 }
 
-/// Revalidates the flow of `hit` (packet `i`, key `j`), admitted under an older ruleset: its
-/// verdict if it keeps its rule (re-stamped and tracked, not classified); `None` if it must be
-/// classified again, with the opening packet's fields left in `s.fields[q]` and the packet's
-/// full parse written for stage 3. The flow's rule and stamp alone decide the common cases;
-/// the opening packet's fields are worked out only for the rest.
+/// Revalidates the flow of `hit` (key `j`), admitted under an older ruleset: its verdict if it
+/// keeps its rule (re-stamped and tracked, not classified); `None` if it must be classified
+/// again, with the opening packet's fields left in `s.fields[q]` (stage 3 writes the full
+/// parse if it needs it). The flow's rule and stamp alone decide the common cases; the
+/// opening packet's fields are worked out only for the rest.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn revalidate_hit(
@@ -501,7 +500,6 @@ fn revalidate_hit(
     cur: &rampart_classify::Current<'_>,
     c: &FirewallCounters,
     s: &mut Scratch,
-    i: usize,
     j: usize,
     q: usize,
     hit: Hit,
@@ -535,7 +533,6 @@ fn revalidate_hit(
         }
     };
     if !kept {
-        materialise(s, i, j);
         return None;
     }
     // Its rule is still the first match: same verdict, not classified.
@@ -568,7 +565,7 @@ fn verdict_of(c: &FirewallCounters, t: TrackVerdict) -> Verdict {
 
 /// The full parse result of packet `i` (key `j`), written now if the fast path took the
 /// frame: for a packet that needs more than a lookup, classification by its key
-/// ([`plain_fields`]) and `track` (a rule log record, a reject reply, a revalidation). The
+/// ([`plain_fields`]) and `track` (a rule log record, a reject reply). The
 /// fast path's fields are all in the prepared key, the tracking facts and the IPv4 length.
 #[inline]
 fn materialise(s: &mut Scratch, i: usize, j: usize) -> &Parsed {
@@ -615,24 +612,6 @@ fn opening_fields(
     match dir {
         rampart_flow::Direction::Original => f,
         rampart_flow::Direction::Reply => as_original(f),
-    }
-}
-
-/// [`fields_of`] a frame the parser's fast path took, from its key: untagged IPv4, TCP or
-/// UDP, no tunnel.
-#[inline]
-fn plain_fields(k: &rampart_wire::FlowKey, direction: PacketDirection) -> PacketFields {
-    let v4 = |a: &[u8; 16]| u128::from(u32::from_be_bytes([a[12], a[13], a[14], a[15]]));
-    PacketFields {
-        family: Family::V4,
-        src: v4(&k.src),
-        dst: v4(&k.dst),
-        sport: k.src_port,
-        dport: k.dst_port,
-        proto: k.proto,
-        vlan: None,
-        vni: None,
-        direction,
     }
 }
 
