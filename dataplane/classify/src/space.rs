@@ -243,10 +243,6 @@ pub(crate) struct KeyV4 {
     f: [u32; 8],
     /// VLAN, VNI, direction.
     ext: [u32; 3],
-    /// The cut fields in the operand form of the chunk scan, each repeated across a vector
-    /// (addresses as 4 × 32 bits, ports and protocol as 8 × 16 bits), top bits flipped (see
-    /// [`LanesV4`]).
-    wide: [simd::V; 5],
 }
 
 impl Default for KeyV4 {
@@ -262,14 +258,24 @@ impl KeyV4 {
         KeyV4 {
             f: [f[0], f[1], f[2], f[3], f[4], 0, 0, 0],
             ext: [f[5], f[6], f[7]],
-            wide: [
-                simd::splat32(f[0] ^ BIAS32),
-                simd::splat32(f[1] ^ BIAS32),
-                simd::splat16(f[2] as u16 ^ BIAS16),
-                simd::splat16(f[3] as u16 ^ BIAS16),
-                simd::splat16(f[4] as u16 ^ BIAS16),
-            ],
         }
+    }
+
+    /// The cut fields in the operand form of the chunk scan, each repeated across a vector
+    /// (addresses as 4 × 32 bits, ports and protocol as 8 × 16 bits), top bits flipped (see
+    /// [`LanesV4`]). Made at each scan rather than kept in the key: a key of 44 bytes
+    /// instead of 128 is cheaper to build and move for every packet than the splats are to
+    /// redo for the 1-3 leaves a packet scans.
+    #[inline(always)]
+    fn wide(&self) -> [simd::V; 5] {
+        let f = &self.f;
+        [
+            simd::splat32(f[0] ^ BIAS32),
+            simd::splat32(f[1] ^ BIAS32),
+            simd::splat16(f[2] as u16 ^ BIAS16),
+            simd::splat16(f[3] as u16 ^ BIAS16),
+            simd::splat16(f[4] as u16 ^ BIAS16),
+        ]
     }
 }
 
@@ -404,7 +410,7 @@ impl Space for V4 {
 
     #[inline(always)]
     fn lanes_match(c: &Chunk<LanesV4>, rules: &[RuleV4], key: &KeyV4, extras: &[Extras]) -> u64 {
-        let mut m = lanes8(&c.lanes, &key.wide);
+        let mut m = lanes8(&c.lanes, &key.wide());
         if c.extras != 0 {
             m &= extras_lanes(c, rules, key, extras);
         }
