@@ -22,6 +22,126 @@ fn is_small(lo: u128, hi: u128, width: u32) -> bool {
     host_bits < 128 && hi - lo < (1u128 << host_bits)
 }
 
+/// Groups whose boxes add up to more than this are not tried merged: the trial build of a
+/// merged tree would double the build time of a large ruleset.
+const MERGE_MAX_BOXES: usize = 4096;
+
+/// A merged tree whose leaves hold more box copies than this many per box is not kept
+/// (its trial build stops there): it bounds the build time and memory a merge may cost.
+const MERGE_MAX_REPLICATION: usize = 32;
+
+/// Points (one per sampled box) the cost of a forest is estimated on.
+const COST_POINTS: usize = 4096;
+
+/// Weights of the cost estimate, in instructions (callgrind, ClassBench sets): a node step,
+/// a leaf chunk scanned, a tree visited (its setup, the exit of its lockstep loop and the
+/// leaf's first load).
+const COST_STEP: usize = 12;
+const COST_CHUNK: usize = 50;
+const COST_TREE: usize = 30;
+
+/// One point inside each of up to [`COST_POINTS`] boxes, spread over the priority order,
+/// drawn by a fixed generator (builds stay deterministic). A ClassBench trace is made the
+/// same way: headers drawn from inside rules.
+fn sample_points<S: Space>(boxes: &[GenericBox]) -> Vec<S::Key> {
+    let step = boxes.len().div_ceil(COST_POINTS).max(1);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut draw = move || {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        x ^ x >> 29
+    };
+    boxes
+        .iter()
+        .step_by(step)
+        .map(|b| {
+            let p: [u128; 8] = std::array::from_fn(|d| {
+                let r = (draw() as u128) << 64 | draw() as u128;
+                match (b.hi[d] - b.lo[d]).checked_add(1) {
+                    Some(n) => b.lo[d] + r % n,
+                    None => r,
+                }
+            });
+            S::key(&p)
+        })
+        .collect()
+}
+
+/// Estimated lookup cost of trees visited in this order over `points` (see [`COST_STEP`]).
+fn forest_cost<S: Space>(trees: &[&Tree<S>], table: &BoxTable<S>, points: &[S::Key]) -> usize {
+    points
+        .iter()
+        .map(|k| {
+            let mut best = u32::MAX;
+            let mut cost = 0;
+            for t in trees {
+                let (nodes, chunks) = t.cost(table, k, best);
+                if nodes + chunks > 0 {
+                    cost += COST_TREE + nodes * COST_STEP + chunks * COST_CHUNK;
+                }
+                best = t.lookup(table, k, best);
+            }
+            cost
+        })
+        .sum()
+}
+
+/// Merges pairs of groups into one tree while that lowers the estimated lookup cost: the
+/// split by address widths keeps a tree from replicating wide boxes, but every tree a packet
+/// walks costs a walk and a leaf scan (fw1_1k: three trees per packet, two of them shallow
+/// and better as one). Greedy, best pair first; trees stay ordered by size.
+fn merge_trees<S: Space>(
+    boxes: &[GenericBox],
+    table: &BoxTable<S>,
+    params: TreeParams,
+    groups: &mut Vec<Vec<u32>>,
+    trees: &mut Vec<Tree<S>>,
+) {
+    if trees.len() < 2 {
+        return;
+    }
+    let points = sample_points::<S>(boxes);
+    let mut current = forest_cost(&trees.iter().collect::<Vec<_>>(), table, &points);
+    loop {
+        let mut best: Option<(usize, usize, usize, Vec<u32>, Tree<S>)> = None;
+        for i in 0..groups.len() {
+            for j in i + 1..groups.len() {
+                if groups[i].len() + groups[j].len() > MERGE_MAX_BOXES {
+                    continue;
+                }
+                let mut members = [groups[i].as_slice(), groups[j].as_slice()].concat();
+                members.sort_unstable();
+                let cap = MERGE_MAX_REPLICATION * members.len();
+                let Some(merged) = Tree::build_capped(boxes, table, members.clone(), params, cap)
+                else {
+                    continue;
+                };
+                // The merged tree takes the place of the larger group.
+                let order: Vec<&Tree<S>> = (0..trees.len())
+                    .filter(|&t| t != j)
+                    .map(|t| if t == i { &merged } else { &trees[t] })
+                    .collect();
+                let cost = forest_cost(&order, table, &points);
+                if cost < best.as_ref().map_or(current, |b| b.0) {
+                    best = Some((cost, i, j, members, merged));
+                }
+            }
+        }
+        // Only a clear gain is worth a tree that replicates more.
+        match best {
+            Some((cost, i, j, members, merged)) if cost * 100 < current * 98 => {
+                groups.remove(j);
+                trees.remove(j);
+                groups[i] = members;
+                trees[i] = merged;
+                current = cost;
+            }
+            _ => break,
+        }
+    }
+}
+
 impl<S: Space> Forest<S> {
     /// Builds the trees over every box (box index order = priority order).
     pub fn build(boxes: &[GenericBox], params: TreeParams) -> Self {
@@ -47,10 +167,11 @@ impl<S: Space> Forest<S> {
             })
             .collect();
         let table = BoxTable { rules, extras };
-        let trees = groups
-            .into_iter()
-            .map(|g| Tree::build(boxes, &table, g, params))
+        let mut trees: Vec<Tree<S>> = groups
+            .iter()
+            .map(|g| Tree::build(boxes, &table, g.clone(), params))
             .collect();
+        merge_trees(boxes, &table, params, &mut groups, &mut trees);
         Forest { trees, table }
     }
 
@@ -117,5 +238,157 @@ impl<S: Space> Forest<S> {
     /// Box copies stored in leaves.
     pub fn leaf_entries(&self) -> usize {
         self.trees.iter().map(|t| t.leaf_entries()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::{V4, V6, VLAN_NONE, VNI_NONE};
+
+    /// A fixed generator (tests stay deterministic).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            self.0 >> 17
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// A prefix of `len` bits around `x` in a field of `width` bits.
+    fn prefix(x: u128, len: u32, width: u32) -> (u128, u128) {
+        let host = width - len;
+        let mask = if host >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << host) - 1
+        };
+        (x & !mask, (x & !mask) | mask)
+    }
+
+    /// Firewall-like boxes: each address narrow or wide (so all four groups are filled),
+    /// ports exact, ranges or any, some protocols.
+    fn boxes(rng: &mut Lcg, n: usize, width: u32) -> Vec<GenericBox> {
+        (0..n)
+            .map(|_| {
+                let mut lo = [0u128; 8];
+                let mut hi = [0u128; 8];
+                for d in 0..2 {
+                    let len = match rng.below(4) {
+                        0 => 0,
+                        1 => 8,
+                        _ => width - rng.below(8) as u32,
+                    };
+                    let x = ((rng.below(64) as u128) << (width - 8) | rng.next() as u128)
+                        & (u128::MAX >> (128 - width));
+                    (lo[d], hi[d]) = prefix(x, len, width);
+                }
+                for d in 2..4 {
+                    (lo[d], hi[d]) = match rng.below(3) {
+                        0 => (0, 65535),
+                        1 => {
+                            let p = rng.below(2048) as u128;
+                            (p, p)
+                        }
+                        _ => (1024, 65535),
+                    };
+                }
+                (lo[4], hi[4]) = match rng.below(3) {
+                    0 => (0, 255),
+                    1 => (6, 6),
+                    _ => (17, 17),
+                };
+                (hi[5], hi[6], hi[7]) = (VLAN_NONE as u128, VNI_NONE as u128, 1);
+                GenericBox { lo, hi }
+            })
+            .collect()
+    }
+
+    /// A point inside a random box, or anywhere.
+    fn point(rng: &mut Lcg, boxes: &[GenericBox]) -> [u128; 8] {
+        let b = &boxes[rng.below(boxes.len() as u64) as usize];
+        let anywhere = rng.below(4) == 0;
+        std::array::from_fn(|d| {
+            let r = (rng.next() as u128) << 64 | rng.next() as u128;
+            if d >= 5 {
+                b.lo[d]
+            } else if anywhere {
+                r & b.hi[d].max(255)
+            } else {
+                match (b.hi[d] - b.lo[d]).checked_add(1) {
+                    Some(n) => b.lo[d] + r % n,
+                    None => r,
+                }
+            }
+        })
+    }
+
+    fn first_match(boxes: &[GenericBox], p: &[u128; 8]) -> u32 {
+        boxes
+            .iter()
+            .position(|b| (0..8).all(|d| b.lo[d] <= p[d] && p[d] <= b.hi[d]))
+            .map_or(u32::MAX, |i| i as u32)
+    }
+
+    fn agrees_with_linear<S: Space>(width: u32, seed: u64) -> usize {
+        let mut rng = Lcg(seed);
+        let n = 50 + rng.below(400) as usize;
+        let bx = boxes(&mut rng, n, width);
+        let f = Forest::<S>::build(&bx, TreeParams::default());
+        for _ in 0..2000 {
+            let ps: [[u128; 8]; 8] = std::array::from_fn(|_| point(&mut rng, &bx));
+            let keys = ps.map(|p| S::key(&p));
+            let got = f.lookup_n(keys.each_ref());
+            for (i, p) in ps.iter().enumerate() {
+                let want = first_match(&bx, p);
+                assert_eq!(f.lookup(&keys[i], u32::MAX), want, "seed {seed} {p:?}");
+                assert_eq!(got[i], want, "seed {seed} {p:?} (group)");
+            }
+        }
+        f.tree_count()
+    }
+
+    /// Forests built with merged groups answer what a linear scan of the boxes answers, and
+    /// merging happens on such sets (fewer trees than the four groups they fill).
+    #[test]
+    fn merged_forests_agree_with_linear() {
+        let mut merged = 0;
+        for seed in 1..=12 {
+            merged += (agrees_with_linear::<V4>(32, seed) < 4) as usize;
+            agrees_with_linear::<V6>(128, seed);
+        }
+        assert!(merged > 0, "no IPv4 forest merged a group");
+    }
+
+    /// Each cost point lies inside the box it was drawn from.
+    #[test]
+    fn cost_points_lie_in_their_boxes() {
+        let mut rng = Lcg(7);
+        let bx = boxes(&mut rng, 300, 32);
+        let f = Forest::<V4>::build(&bx, TreeParams::default());
+        let pts = sample_points::<V4>(&bx);
+        assert_eq!(pts.len(), bx.len());
+        for (r, k) in f.table.rules.iter().zip(&pts) {
+            assert!(V4::matches(r, k, &f.table.extras));
+        }
+    }
+
+    /// A capped trial build gives up instead of finishing an over-replicated tree.
+    #[test]
+    fn capped_build_stops() {
+        let mut rng = Lcg(3);
+        let bx = boxes(&mut rng, 200, 32);
+        let f = Forest::<V4>::build(&bx, TreeParams::default());
+        let all: Vec<u32> = (0..bx.len() as u32).collect();
+        let p = TreeParams::default();
+        assert!(Tree::build_capped(&bx, &f.table, all.clone(), p, 10).is_none());
+        let t = Tree::build_capped(&bx, &f.table, all, p, usize::MAX).unwrap();
+        assert!(t.leaf_entries() >= bx.len());
     }
 }

@@ -134,6 +134,8 @@ struct Builder<'a, S: Space> {
     tree: Tree<S>,
     /// Leaf entry of each distinct member list.
     leaf_dedup: HashMap<Vec<u32>, u64>,
+    /// Give up once leaves hold more box copies than this (a trial build).
+    max_entries: usize,
 }
 
 fn region_hi(lo: u128, bits: u32) -> u128 {
@@ -155,6 +157,19 @@ impl<S: Space> Tree<S> {
         members: Vec<u32>,
         params: TreeParams,
     ) -> Self {
+        Self::build_capped(boxes, table, members, params, usize::MAX)
+            .expect("an uncapped build completes")
+    }
+
+    /// [`Tree::build`], or `None` as soon as its leaves would hold more than `max_entries`
+    /// box copies (trial builds stop early on replication they would be rejected for).
+    pub fn build_capped(
+        boxes: &[GenericBox],
+        table: &BoxTable<S>,
+        members: Vec<u32>,
+        params: TreeParams,
+        max_entries: usize,
+    ) -> Option<Self> {
         let mut cols: [Vec<(u128, u128)>; 5] = Default::default();
         for (d, col) in cols.iter_mut().enumerate() {
             *col = boxes.iter().map(|b| (b.lo[d], b.hi[d])).collect();
@@ -183,15 +198,19 @@ impl<S: Space> Tree<S> {
                 entries: 0,
             },
             leaf_dedup: HashMap::new(),
+            max_entries,
         };
         b.leaf_dedup.insert(Vec::new(), EMPTY_LEAF);
         b.tree.chunks.reserve(members.len().min(1 << 16));
         let root = b.node(&members, [0; 5], S::BITS, 0);
+        if b.tree.entries > b.max_entries {
+            return None;
+        }
         b.tree.root = root;
         let mut t = b.tree;
         t.ptrs.shrink_to_fit();
         t.chunks.shrink_to_fit();
-        t
+        Some(t)
     }
 
     /// The first box (in priority order) of the leaf whose chunk word (see
@@ -385,6 +404,9 @@ impl<S: Space> Builder<'_, S> {
     }
 
     fn node(&mut self, members: &[u32], lo: [u128; 5], bits: [u32; 5], depth: u32) -> u64 {
+        if self.tree.entries > self.max_entries {
+            return EMPTY_LEAF;
+        }
         let hi: [u128; 5] = std::array::from_fn(|d| region_hi(lo[d], bits[d]));
         // Everything after a box covering the whole region is unreachable here.
         let members = match members.iter().position(|&m| {
