@@ -104,7 +104,9 @@ fn merge_trees<S: Space>(
     let points = sample_points::<S>(boxes);
     let mut current = forest_cost(&trees.iter().collect::<Vec<_>>(), table, &points);
     loop {
-        let mut best: Option<(usize, usize, usize, Vec<u32>, Tree<S>)> = None;
+        // (cost, kept group, merged-in group, members, tree) of the best merge so far.
+        type Merge<S> = (usize, usize, usize, Vec<u32>, Tree<S>);
+        let mut best: Option<Merge<S>> = None;
         for i in 0..groups.len() {
             for j in i + 1..groups.len() {
                 if groups[i].len() + groups[j].len() > MERGE_MAX_BOXES {
