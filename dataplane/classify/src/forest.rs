@@ -2,7 +2,9 @@
 //! wide source or destination ranges replicate badly in a tree that cuts addresses, so
 //! boxes are grouped by which address fields are "small" and each group gets its own tree.
 //! A lookup walks every tree and keeps the smallest box index (boxes are numbered in
-//! priority order), passing it down as a bound so later leaves stop early.
+//! priority order), passing it down as a bound so later leaves stop early. Groups are then
+//! merged while a cost estimate on points drawn from the boxes says one tree costs less than
+//! two (see [`merge_trees`]).
 
 use crate::space::{extras_of, GenericBox, Space, NO_EXTRAS};
 use crate::tree::{BoxTable, Tree, TreeParams};

@@ -3,8 +3,9 @@
 //!
 //! Algorithm (see `docs/policy.md` and BENCHMARKS.md): every rule becomes boxes (one range per
 //! field); boxes are split into up to four groups by whether their source and destination
-//! ranges are narrow (CutSplit/EffiCuts style) and each group gets a HiCuts-style decision
-//! tree with power-of-two cuts and small leaves checked in full. [`linear::Linear`] is the
+//! ranges are narrow (CutSplit/EffiCuts style), groups are merged where one tree is
+//! estimated to cost less than two, and each gets a HiCuts-style decision tree with
+//! power-of-two cuts and small leaves checked in full. [`linear::Linear`] is the
 //! first-match oracle the trees are tested against.
 
 pub mod classbench;
