@@ -59,6 +59,18 @@ fn apply(rules: &mut Vec<ResolvedRule>, default: &mut Action, e: &Edit, next_id:
     }
 }
 
+/// A rule matching TCP to destination port `port`.
+fn tcp_port_rule(id: u32, port: u16, action: Action) -> ResolvedRule {
+    let mut r = ResolvedRule::new(RuleId(id), action);
+    r.services = vec![rampart_config::policy::ServiceMatch {
+        proto: Some(6),
+        sport: rampart_config::policy::PortRange::ANY,
+        dport: rampart_config::policy::PortRange::single(port),
+        via: None,
+    }];
+    r
+}
+
 fn compile(g: u64, default: Action, rules: &[ResolvedRule]) -> Arc<Ruleset> {
     Arc::new(Ruleset::compile(&ValidatedPolicy::from_rules(g, default, rules.to_vec())).unwrap())
 }
@@ -153,16 +165,7 @@ proptest! {
 #[test]
 fn single_edits_are_decided_by_the_delta() {
     use rampart_classify::linear::Linear;
-    let rule = |id: u32, port: u16, action| {
-        let mut r = ResolvedRule::new(RuleId(id), action);
-        r.services = vec![rampart_config::policy::ServiceMatch {
-            proto: Some(6),
-            sport: rampart_config::policy::PortRange::ANY,
-            dport: rampart_config::policy::PortRange::single(port),
-            via: None,
-        }];
-        r
-    };
+    let rule = tcp_port_rule;
     let mut rules: Vec<ResolvedRule> = (0..40)
         .map(|i| rule(i, 100 + i as u16, Action::Allow))
         .collect();
@@ -208,16 +211,7 @@ fn single_edits_are_decided_by_the_delta() {
 /// sends it to classification when one does or when its own rule changed.
 #[test]
 fn many_edits_are_decided_by_the_changed_rules_lookup() {
-    let rule = |id: u32, port: u16, action| {
-        let mut r = ResolvedRule::new(RuleId(id), action);
-        r.services = vec![rampart_config::policy::ServiceMatch {
-            proto: Some(6),
-            sport: rampart_config::policy::PortRange::ANY,
-            dport: rampart_config::policy::PortRange::single(port),
-            via: None,
-        }];
-        r
-    };
+    let rule = tcp_port_rule;
     let mut rules: Vec<ResolvedRule> = (0..100)
         .map(|i| rule(i, 100 + i as u16, Action::Allow))
         .collect();
@@ -267,16 +261,7 @@ fn many_edits_are_decided_by_the_changed_rules_lookup() {
 /// the flow without looking at it; one that can but does not match the flow needs the test.
 #[test]
 fn changes_disjoint_from_a_flows_rule_need_no_packet() {
-    let rule = |id: u32, port: u16| {
-        let mut r = ResolvedRule::new(RuleId(id), Action::Allow);
-        r.services = vec![rampart_config::policy::ServiceMatch {
-            proto: Some(6),
-            sport: rampart_config::policy::PortRange::ANY,
-            dport: rampart_config::policy::PortRange::single(port),
-            via: None,
-        }];
-        r
-    };
+    let rule = |id, port| tcp_port_rule(id, port, Action::Allow);
     let mut rules: Vec<ResolvedRule> = (0..10).map(|i| rule(i, 100 + i as u16)).collect();
     let table = TableHandle::new(compile(1, Action::Drop, &rules));
     let mut reader = table.register_reader();
