@@ -36,6 +36,6 @@ pub use frag::{FragStats, FragVerdict, FragmentCache};
 pub use packet::PacketInfo;
 pub use state::{FlowState, TrackError, TrackVerdict};
 pub use table::{
-    FlowHandle, FlowStats, FlowTable, Hit, InsertError, MemoryAdvice, PreparedKey, BURST_MAX,
-    TICK_SHIFT,
+    BurstTrack, FlowHandle, FlowStats, FlowTable, Hit, InsertError, Left, MemoryAdvice, Outcome,
+    PreparedKey, BURST_MAX, TICK_SHIFT,
 };

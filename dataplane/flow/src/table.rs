@@ -93,6 +93,44 @@ pub struct Hit {
     pub dir: Direction,
 }
 
+/// What [`FlowTable::lookup_track_burst`] did with a key it did not simply track and accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The flow's state machine refused the packet (as [`FlowTable::track`] would).
+    Refused(TrackError),
+    /// A hit, not tracked: its flow is not live or not admitted under the burst's
+    /// generation, or an earlier key of the burst was such a hit.
+    Hit(Hit),
+    /// No flow.
+    Miss,
+}
+
+/// A key of [`FlowTable::lookup_track_burst`] left to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Left {
+    /// Index of the key in the burst.
+    pub key: u8,
+    /// What happened to it.
+    pub outcome: Outcome,
+}
+
+impl Left {
+    /// A placeholder, for scratch arrays.
+    pub const EMPTY: Left = Left {
+        key: 0,
+        outcome: Outcome::Miss,
+    };
+}
+
+/// The totals of [`FlowTable::lookup_track_burst`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BurstTrack {
+    /// Keys that hit an admitted flow whose state machine accepted the packet.
+    pub accepted: u32,
+    /// Entries written to `left`.
+    pub left: usize,
+}
+
 /// Why a flow could not be created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum InsertError {
@@ -540,6 +578,120 @@ impl FlowTable {
         self.scratch.inserted = [0; 4];
     }
 
+    /// [`Self::lookup_prepared_burst`] and then, in the same pass, [`Self::track`] of each
+    /// hit whose flow is live and admitted under `generation` (compared on the low 32 bits
+    /// as [`Self::track_admitted_under`]; `None`: any live flow): the pipeline's common case
+    /// with no per-key hit to store and read back. `pkts[j]` is the packet of `keys[j]`.
+    ///
+    /// Returns how many keys were tracked and accepted; every other key goes to `left`, in
+    /// key order, and the count of those is [`BurstTrack::left`]: a refused packet
+    /// ([`Outcome::Refused`], already applied as `track` does), a miss, or a hit left
+    /// untracked. At the first hit whose flow is not live, not yet tracked (state `New`,
+    /// only between an insert and its first `track`) or not admitted under
+    /// `generation`, tracking stops for the rest of the burst: that key and every later
+    /// hit go to `left` as plain [`Outcome::Hit`]s, so the caller can revalidate the flow and
+    /// then track the later packets in their order (a later packet may be of the same flow).
+    /// The table ends exactly as after `lookup_prepared_burst` followed by `track` (or
+    /// `track_admitted_under`) of the accepted keys in order. `left` must be at least as
+    /// long as `keys`, which may hold at most [`BURST_MAX`] keys.
+    #[inline]
+    pub fn lookup_track_burst(
+        &mut self,
+        keys: &[PreparedKey],
+        pkts: &[PacketInfo],
+        generation: Option<u64>,
+        now_ns: u64,
+        left: &mut [Left],
+    ) -> BurstTrack {
+        let n = keys.len();
+        assert!(
+            n <= BURST_MAX && pkts.len() >= n && left.len() >= n,
+            "lookup_track_burst: at most BURST_MAX keys, one packet and left slot each"
+        );
+        let (pkts, left) = (&pkts[..n], &mut left[..n]);
+        let now_t = tick(now_ns);
+        self.candidates(keys, Stage::Prefetch);
+        let mut out = BurstTrack {
+            accepted: 0,
+            left: 0,
+        };
+        // Compared as the record stores it; `check` false admits any generation.
+        let (check, gen) = match generation {
+            Some(g) => (true, g as u32),
+            None => (false, 0),
+        };
+        let mut tracking = true;
+        for j in 0..n {
+            let pk = &keys[j];
+            let cand = self.scratch.cand[j];
+            // The common case in one record access: the first signature match is the flow,
+            // live and tracked before (not `New`), unexpired, admitted under `generation`.
+            // Exactly what `resolve` and the general case below do for it, without handles
+            // or a second look at the record.
+            if tracking && cand != NONE {
+                let i = cand as usize;
+                let f = &mut self.flows[i];
+                if f.key == pk.key
+                    && f.state as u8 > FlowState::New as u8
+                    && now_t.wrapping_sub(f.last_seen) <= self.timeout[f.state as usize]
+                    && (!check || f.generation == gen)
+                {
+                    let dir = Self::dir_of(f, pk.swapped);
+                    let pkt = &pkts[j];
+                    let outcome = match state::advance(f, dir, pkt, self.modes) {
+                        Ok(()) => {
+                            f.last_seen = now_t;
+                            let c = &mut self.counters[i];
+                            c.packets[dir.index()] = c.packets[dir.index()].wrapping_add(1);
+                            c.bytes[dir.index()] += u64::from(pkt.frame_len);
+                            out.accepted += 1;
+                            continue;
+                        }
+                        // Not `New`: a refusal changes nothing (see `track_live`).
+                        Err(e) => Outcome::Refused(e),
+                    };
+                    left[out.left] = Left {
+                        key: j as u8,
+                        outcome,
+                    };
+                    out.left += 1;
+                    continue;
+                }
+            }
+            let hit = self.resolve(pk, cand, now_t);
+            let outcome = match hit {
+                None => Outcome::Miss,
+                Some(h) => {
+                    let i = h.handle.0 as usize;
+                    let f = &self.flows[i];
+                    // `Free` and `New` (never tracked: only `track` refusing its first
+                    // packet frees a record, and that would change later keys' lookups)
+                    // are the two lowest states: one compare.
+                    let live = f.state as u8 > FlowState::New as u8;
+                    if tracking && live && (!check || f.generation == gen) {
+                        match self.track_live(i, h.dir, &pkts[j], now_ns) {
+                            TrackVerdict::Accept => {
+                                out.accepted += 1;
+                                continue;
+                            }
+                            TrackVerdict::Drop(e) => Outcome::Refused(e),
+                        }
+                    } else {
+                        tracking = false;
+                        Outcome::Hit(h)
+                    }
+                }
+            };
+            left[out.left] = Left {
+                key: j as u8,
+                outcome,
+            };
+            out.left += 1;
+        }
+        self.scratch.inserted = [0; 4];
+        out
+    }
+
     #[inline(always)]
     fn lookup_burst_impl(
         &mut self,
@@ -569,7 +721,16 @@ impl FlowTable {
     /// Stages 2 and 3 of a burst lookup (at most `BURST_MAX` keys).
     #[inline(always)]
     fn probe(&mut self, keys: &[PreparedKey], now_t: u32, out: &mut [Option<Hit>], pf: Stage<'_>) {
-        let n = keys.len();
+        self.candidates(keys, pf);
+        for (j, pk) in keys.iter().enumerate() {
+            out[j] = self.resolve(pk, self.scratch.cand[j], now_t);
+        }
+    }
+
+    /// Stage 2 of a burst lookup: each key's first signature match in its home bucket goes
+    /// to `scratch.cand` (NONE if none), and its record is prefetched.
+    #[inline(always)]
+    fn candidates(&mut self, keys: &[PreparedKey], pf: Stage<'_>) {
         // Stage 2: first signature match in the home bucket; prefetch that record.
         for (j, pk) in keys.iter().enumerate() {
             let bucket = &self.buckets[pk.home as usize];
@@ -595,21 +756,23 @@ impl FlowTable {
                 }
             }
         }
-        // Stage 3: compare; fall back to the full search on a signature collision or an
-        // overflowed bucket.
-        for (j, pk) in keys.iter().enumerate().take(n) {
-            let cand = self.scratch.cand[j];
-            let idx = if cand != NONE && self.flows[cand as usize].key == pk.key {
-                Some(cand)
-            } else if cand == NONE && self.buckets[pk.home as usize].overflow == 0 {
-                None
-            } else {
-                self.find_at(&pk.key, pk.hash, pk.home)
-            };
-            out[j] = match idx {
-                Some(i) => self.hit_or_expire(i, pk.swapped, now_t),
-                None => None,
-            };
+    }
+
+    /// Stage 3 of a burst lookup for one key with candidate `cand`: compare; fall back to
+    /// the full search on a signature collision or an overflowed bucket. An expired flow
+    /// is removed and reported as a miss.
+    #[inline(always)]
+    fn resolve(&mut self, pk: &PreparedKey, cand: u32, now_t: u32) -> Option<Hit> {
+        let idx = if cand != NONE && self.flows[cand as usize].key == pk.key {
+            Some(cand)
+        } else if cand == NONE && self.buckets[pk.home as usize].overflow == 0 {
+            None
+        } else {
+            self.find_at(&pk.key, pk.hash, pk.home)
+        };
+        match idx {
+            Some(i) => self.hit_or_expire(i, pk.swapped, now_t),
+            None => None,
         }
     }
 
@@ -1054,15 +1217,18 @@ impl FlowTable {
         let cap = self.stats.capacity;
         let limit = self.high_water.max(1);
         let mut n = 0;
+        // The cursor in a register (`free` does not move it), stored once at the end.
+        let mut i = self.sweep;
         for _ in 0..budget.min(cap) {
-            let i = self.sweep;
-            self.sweep = if i + 1 >= limit { 0 } else { i + 1 };
-            let f = &self.flows[i as usize];
-            if f.state != FlowState::Free && self.expired(f, now_t) {
+            // A free record's timeout is u32::MAX: `expired` is false for it without a
+            // separate state test.
+            if self.expired(&self.flows[i as usize], now_t) {
                 self.free(i);
                 n += 1;
             }
+            i = if i + 1 >= limit { 0 } else { i + 1 };
         }
+        self.sweep = i;
         self.stats.expired += u64::from(n);
         n
     }

@@ -7,8 +7,9 @@
 //!    parse error; ARP (with the pass policy) is forwarded without state; non-first fragments
 //!    are dropped (the parser's default policy already refuses them — see `rampart_wire::parse`).
 //! 2. **Track.** Each IP packet's key is prepared (hashed, its bucket prefetched) as soon as it
-//!    is parsed; then one `lookup_prepared_burst` over them. A hit whose flow was
-//!    admitted under the current ruleset (its publish number) is tracked and forwarded. A hit
+//!    is parsed; then one `lookup_track_burst` over them: a hit whose flow was
+//!    admitted under the current ruleset (its publish number) is tracked and forwarded in
+//!    the same pass. A hit
 //!    from an older ruleset is queued for revalidation (when enabled). A miss that is an ICMP error
 //!    relating to a tracked flow is forwarded with it. Any other miss that may open a flow is
 //!    queued for classification; one that may not (a mid-stream TCP segment without loose
@@ -39,8 +40,8 @@ use rampart_classify::{
 };
 use rampart_dpdk::MbufBurst;
 use rampart_flow::{
-    Admission, FlowConfig, FlowConfigError, FlowTable, Hit, PacketInfo, PreparedKey, RuleId,
-    TrackVerdict,
+    Admission, FlowConfig, FlowConfigError, FlowTable, Hit, Left, Outcome, PacketInfo, PreparedKey,
+    RuleId, TrackVerdict,
 };
 use rampart_wire::{
     build_icmp_unreachable, build_tcp_rst, parse_into, parse_plain, proto, Fragment, FrameKind,
@@ -158,7 +159,8 @@ struct Scratch {
     /// each packet is parsed, so the rest of the parsing hides the memory latency.
     keys: [PreparedKey; STAGE_BURST],
     key_pkt: [u8; STAGE_BURST],
-    hits: [Option<Hit>; STAGE_BURST],
+    /// What stage 2's lookup left for the rest of the stage (see `lookup_track_burst`).
+    left: [Left; STAGE_BURST],
     pending: [Pending; STAGE_BURST],
     fields: [PacketFields; STAGE_BURST],
     matches: [Match; STAGE_BURST],
@@ -208,7 +210,7 @@ impl Firewall {
                 key_info: [PacketInfo::default(); STAGE_BURST],
                 keys: [PreparedKey::default(); STAGE_BURST],
                 key_pkt: [0; STAGE_BURST],
-                hits: [None; STAGE_BURST],
+                left: [Left::EMPTY; STAGE_BURST],
                 pending: [Pending {
                     pkt: 0,
                     key: 0,
@@ -262,6 +264,9 @@ impl Firewall {
             s,
             ..
         } = &mut *self;
+        // The scratch itself, not the box: stores into it then need no reload of the box's
+        // pointer (the compiler reloaded it after every store of the parse loop).
+        let s: &mut Scratch = s;
         // Flows are stamped with the ruleset's publish number, not its policy generation:
         // an inventory update republishes the same generation with new group members, and
         // the flows it affects must be revalidated too.
@@ -277,10 +282,12 @@ impl Firewall {
         for i in 0..n {
             let frame = frames[i];
             if let Some(pl) = parse_plain(frame, &settings.parse) {
-                s.keys[m] = table.prepare_v4(pl.src, pl.dst, pl.proto, pl.src_port, pl.dst_port);
+                // The tracking facts first, straight from the parse's registers: stored after
+                // the hash they were spilled to the stack and reloaded.
                 s.key_info[m] = PacketInfo::from_plain(&pl, frame.len() as u16);
                 s.key_plain_l3[m] = pl.l3_len;
                 s.key_pkt[m] = i as u8;
+                s.keys[m] = table.prepare_v4(pl.src, pl.dst, pl.proto, pl.src_port, pl.dst_port);
                 m += 1;
                 continue;
             }
@@ -307,38 +314,64 @@ impl Firewall {
             m += 1;
         }
 
-        // 2. Track. Hits are counted per burst (one counter write instead of one per packet).
-        table.lookup_prepared_burst(&s.keys[..m], now_ns, &mut s.hits[..m]);
+        // 2. Track. One pass over the keys looks each up and tracks the hits on flows
+        // admitted under the current ruleset (any flow, without revalidation): an
+        // established packet's verdict stays the preset `Forward` and nothing is stored for
+        // it. The rest comes back in key order. Hits are counted per burst (one counter
+        // write instead of one per packet).
+        let admitted_under = settings.revalidate_flows.then_some(stamp);
+        let done = table.lookup_track_burst(
+            &s.keys[..m],
+            &s.key_info[..m],
+            admitted_under,
+            now_ns,
+            &mut s.left[..m],
+        );
         let mut q = 0;
-        let mut established = 0u64;
-        for j in 0..m {
+        let mut established = u64::from(done.accepted);
+        for k in 0..done.left.min(m) {
+            let Left { key, outcome } = s.left[k];
+            let j = usize::from(key);
             let i = usize::from(s.key_pkt[j]);
-            if let Some(hit) = s.hits[j] {
-                // The common case first: a flow admitted under the current ruleset (or any
-                // flow, without revalidation) is tracked with one record check.
-                let tracked = if settings.revalidate_flows {
-                    table.track_admitted_under(hit.handle, hit.dir, stamp, &s.key_info[j], now_ns)
-                } else {
-                    Some(table.track(hit.handle, hit.dir, &s.key_info[j], now_ns))
-                };
-                if let Some(t) = tracked {
-                    verdicts[i] = verdict_of(c, t);
-                    established += u64::from(verdicts[i] == Verdict::Forward);
+            match outcome {
+                Outcome::Refused(e) => {
+                    verdicts[i] = verdict_of(c, TrackVerdict::Drop(e));
                     continue;
                 }
-                // A flow from an older ruleset (out of line: the loop above stays lean).
-                if let Some(v) = revalidate_hit(table, &cur, c, s, j, q, hit, direction, now_ns) {
-                    verdicts[i] = v;
-                    established += u64::from(v == Verdict::Forward);
+                Outcome::Hit(hit) => {
+                    // A flow from an older ruleset, or a packet after one in this burst
+                    // (tracked here, in order, after that flow's revalidation).
+                    let tracked = if settings.revalidate_flows {
+                        table.track_admitted_under(
+                            hit.handle,
+                            hit.dir,
+                            stamp,
+                            &s.key_info[j],
+                            now_ns,
+                        )
+                    } else {
+                        Some(table.track(hit.handle, hit.dir, &s.key_info[j], now_ns))
+                    };
+                    if let Some(t) = tracked {
+                        verdicts[i] = verdict_of(c, t);
+                        established += u64::from(verdicts[i] == Verdict::Forward);
+                        continue;
+                    }
+                    if let Some(v) = revalidate_hit(table, &cur, c, s, j, q, hit, direction, now_ns)
+                    {
+                        verdicts[i] = v;
+                        established += u64::from(v == Verdict::Forward);
+                        continue;
+                    }
+                    s.pending[q] = Pending {
+                        pkt: i as u8,
+                        key: j as u8,
+                        hit: Some(hit),
+                    };
+                    q += 1;
                     continue;
                 }
-                s.pending[q] = Pending {
-                    pkt: i as u8,
-                    key: j as u8,
-                    hit: Some(hit),
-                };
-                q += 1;
-                continue;
+                Outcome::Miss => {}
             }
             // A fast-path frame (TCP or UDP) is never an ICMP error, and the classifier's
             // fields of it are all in its key: its `Parsed` is written only if stage 3 needs
