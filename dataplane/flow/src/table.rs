@@ -255,6 +255,8 @@ pub struct FlowTable {
     /// Strictness of flows inserted without an [`Admission`] (`FlowConfig::strict_tcp`).
     default_strict: bool,
     seed: u64,
+    /// [`Self::v4_keys`] of `seed`.
+    v4_keys: [u64; 3],
     stats: FlowStats,
     scratch: Box<Scratch>,
 }
@@ -305,6 +307,7 @@ impl FlowTable {
             },
             default_strict: cfg.strict_tcp,
             seed: cfg.hash_seed,
+            v4_keys: Self::v4_keys(cfg.hash_seed),
             stats: FlowStats {
                 capacity: cap,
                 memory_bytes: memory,
@@ -358,9 +361,17 @@ impl FlowTable {
     /// folded multiply of its two halves to mix. Seeded in both operands, as [`Self::hash`].
     #[inline(always)]
     fn hash_v4(&self, src: u64, dst: u64, tail: u64) -> u64 {
-        let (s, t) = (self.seed, self.seed.rotate_left(32) ^ P[2]);
-        let r = u128::from((src << 32 | dst) ^ t ^ P[1]) * u128::from(tail ^ s ^ P[4]);
-        mum((r as u64) ^ P[0] ^ s, ((r >> 64) as u64) ^ P[3])
+        let k = &self.v4_keys;
+        let r = u128::from((src << 32 | dst) ^ k[0]) * u128::from(tail ^ k[1]);
+        mum((r as u64) ^ k[2], ((r >> 64) as u64) ^ P[3])
+    }
+
+    /// The seeded constants of [`Self::hash_v4`], worked out once per table (per packet
+    /// they were a rotate, three 64-bit immediate loads and three XORs):
+    /// `t ^ P[1]`, `s ^ P[4]` and `P[0] ^ s` for `s` = seed, `t` = seed rotated by 32 ^ `P[2]`.
+    fn v4_keys(seed: u64) -> [u64; 3] {
+        let (s, t) = (seed, seed.rotate_left(32) ^ P[2]);
+        [t ^ P[1], s ^ P[4], P[0] ^ s]
     }
 
     #[inline]
@@ -1468,6 +1479,34 @@ mod tests {
         }
         assert_eq!(t.buckets[5].overflow, 0);
         assert!(t.buckets.iter().all(|b| b.slots.iter().all(|&s| s == 0)));
+    }
+
+    /// The IPv4 hash with its seeded constants worked out once gives what it gave when it
+    /// derived them from the seed per key.
+    #[test]
+    fn v4_hash_constants_give_the_same_hash() {
+        let mut x = 0x2545_f491u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for seed in [0, 1, 0xdead_beef, u64::MAX, next(), next()] {
+            let t = FlowTable::new(&FlowConfig {
+                capacity: 16,
+                hash_seed: seed,
+                ..FlowConfig::default()
+            })
+            .unwrap();
+            for _ in 0..1000 {
+                let (src, dst, tail) = (next() >> 32, next() >> 32, next() & 0xff_ffff_ffff);
+                let (s, u) = (seed, seed.rotate_left(32) ^ P[2]);
+                let r = u128::from((src << 32 | dst) ^ u ^ P[1]) * u128::from(tail ^ s ^ P[4]);
+                let want = mum((r as u64) ^ P[0] ^ s, ((r >> 64) as u64) ^ P[3]);
+                assert_eq!(t.hash_v4(src, dst, tail), want);
+            }
+        }
     }
 
     /// The SSE2 slot match agrees with the portable loop, the overflow word never matching.

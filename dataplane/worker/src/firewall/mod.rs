@@ -166,6 +166,9 @@ struct Scratch {
     matches: [Match; STAGE_BURST],
     reply: [[u8; REPLY_MAX]; STAGE_BURST],
     reply_len: [u16; STAGE_BURST],
+    /// `Verdict::Reply`s of the last burst: with none, `process` skips its scan of the
+    /// verdicts for them.
+    replies: u32,
 }
 
 /// The firewall pipeline of one worker. Built on the main thread, moved to its lcore.
@@ -220,6 +223,7 @@ impl Firewall {
                 matches: [Match::default(); STAGE_BURST],
                 reply: [[0; REPLY_MAX]; STAGE_BURST],
                 reply_len: [0; STAGE_BURST],
+                replies: 0,
             }),
         })
     }
@@ -267,6 +271,7 @@ impl Firewall {
         // The scratch itself, not the box: stores into it then need no reload of the box's
         // pointer (the compiler reloaded it after every store of the parse loop).
         let s: &mut Scratch = s;
+        s.replies = 0;
         // Flows are stamped with the ruleset's publish number, not its policy generation:
         // an inventory update republishes the same generation with new group members, and
         // the flows it affects must be revalidated too.
@@ -493,6 +498,7 @@ impl Firewall {
                         if let Ok(len) = built {
                             s.reply_len[i] = len as u16;
                             verdicts[i] = Verdict::Reply;
+                            s.replies += 1;
                             c.rejected.add(1);
                             continue;
                         }
@@ -763,6 +769,9 @@ impl BurstStage for Firewall {
                 *f = m.data();
             }
             self.decide(ctx, &frames[..n], &mut verdicts[..n]);
+        }
+        if self.s.replies == 0 {
+            return;
         }
         for (i, v) in verdicts.iter_mut().enumerate().take(n) {
             if *v == Verdict::Reply && !pkts[i].set_data(self.reply(i)) {
