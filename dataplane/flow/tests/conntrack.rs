@@ -948,7 +948,7 @@ fn lookup_track_burst_is_lookup_then_track() {
             let mut got: Vec<(usize, Option<TrackVerdict>)> = Vec::new();
             let mut accepted = 0;
             let mut at = 0;
-            for j in 0..n {
+            for (j, pkt) in pkts.iter().enumerate() {
                 if at < done.left && usize::from(left[at].key) == j {
                     let t = match left[at].outcome {
                         Outcome::Refused(e) => {
@@ -959,15 +959,13 @@ fn lookup_track_burst_is_lookup_then_track() {
                         Outcome::Hit(h) => {
                             left_total[1] += 1;
                             let t = match gen_arg {
-                                Some(g) => {
-                                    b.track_admitted_under(h.handle, h.dir, g, &pkts[j], now)
-                                }
-                                None => Some(b.track(h.handle, h.dir, &pkts[j], now)),
+                                Some(g) => b.track_admitted_under(h.handle, h.dir, g, pkt, now),
+                                None => Some(b.track(h.handle, h.dir, pkt, now)),
                             };
                             t.or_else(|| {
                                 b.set_admission(h.handle, RuleId(burst), generation);
                                 if b.flow(h.handle).is_some() {
-                                    Some(b.track(h.handle, h.dir, &pkts[j], now))
+                                    Some(b.track(h.handle, h.dir, pkt, now))
                                 } else {
                                     None
                                 }
