@@ -17,7 +17,7 @@
 use std::cmp::Ordering;
 
 use rampart_config::policy::{
-    normalize, AddrRange, AddrSet, Direction, ResolvedRule, ServiceMatch,
+    normalize, AddrMatch, AddrRange, AddrSet, Direction, PortRange, ResolvedRule, ServiceMatch,
 };
 
 use crate::fields::{PacketDirection, PacketFields};
@@ -416,6 +416,160 @@ impl Delta {
 /// first changed one counts as touched.
 const MAX_OVERLAP_RULES: usize = 32;
 
+/// Addresses matched by `new` and not by `old` (`None`: none), as a plain set of ranges
+/// where that is exact (neither negated, or both: the complement of a complement), else
+/// all of `new` (a superset is always safe: it can only make more rules count as touched).
+fn addr_added(new: &AddrSet, old: &AddrSet) -> Option<AddrSet> {
+    if old.any {
+        return None;
+    }
+    if new.any || new.negate != old.negate {
+        return Some(new.clone());
+    }
+    let ranges = |s: &AddrSet| normalize(s.entries.iter().map(|e| e.range).collect());
+    let (n, o) = (ranges(new), ranges(old));
+    // Negated on both sides: not-in-n minus not-in-o is in-o minus in-n.
+    let added = if new.negate {
+        subtract(&o, &n)
+    } else {
+        subtract(&n, &o)
+    };
+    (!added.is_empty()).then(|| AddrSet {
+        any: false,
+        negate: false,
+        entries: added
+            .into_iter()
+            .map(|range| AddrMatch { range, via: None })
+            .collect(),
+    })
+}
+
+/// `a` minus `b`, both sorted by (family, lo) and disjoint; the result is too.
+fn subtract(a: &[AddrRange], b: &[AddrRange]) -> Vec<AddrRange> {
+    let mut out = Vec::new();
+    let mut k = 0;
+    for r in a {
+        // `b`'s ranges wholly before `r` are before every later range of `a` too.
+        while k < b.len() && (b[k].family, b[k].hi) < (r.family, r.lo) {
+            k += 1;
+        }
+        let mut lo = r.lo;
+        let mut covered = false;
+        for s in b[k..]
+            .iter()
+            .take_while(|s| s.family == r.family && s.lo <= r.hi)
+        {
+            if s.lo > lo {
+                out.push(AddrRange {
+                    family: r.family,
+                    lo,
+                    hi: s.lo - 1,
+                });
+            }
+            if s.hi >= r.hi {
+                covered = true;
+                break;
+            }
+            // `s.hi < r.hi`: no overflow.
+            lo = lo.max(s.hi + 1);
+        }
+        if !covered {
+            out.push(AddrRange {
+                family: r.family,
+                lo,
+                hi: r.hi,
+            });
+        }
+    }
+    out
+}
+
+/// Whether service `t` matches every packet service `s` matches.
+fn service_covers(t: &ServiceMatch, s: &ServiceMatch) -> bool {
+    let within = |x: PortRange, y: PortRange| y.lo <= x.lo && x.hi <= y.hi;
+    t.proto.is_none_or(|p| s.proto == Some(p))
+        && within(s.sport, t.sport)
+        && within(s.dport, t.dport)
+}
+
+/// What an edit of a rule adds: pieces (each `new` with one match field narrowed to what
+/// that field gained) whose union holds every packet `new` matches and `old` does not. A
+/// rule is the product of its fields, so a packet it matches that the old version did not
+/// has at least one field outside the old version's: it is in that field's piece. Empty:
+/// the edit only narrowed the rule (or changed no match field). Fields gained only through
+/// negation or a wildcard are taken whole (conservative).
+pub(crate) fn added_parts(new: &ResolvedRule, old: &ResolvedRule) -> Vec<ResolvedRule> {
+    let mut parts = Vec::new();
+    let dir = match (new.direction, old.direction) {
+        (_, Direction::Both) => None,
+        (n, o) if n == o => None,
+        (Direction::Both, Direction::In) => Some(Direction::Out),
+        (Direction::Both, Direction::Out) => Some(Direction::In),
+        (n, _) => Some(n),
+    };
+    if let Some(d) = dir {
+        parts.push(ResolvedRule {
+            direction: d,
+            ..new.clone()
+        });
+    }
+    if old.vlan.is_some() && new.vlan != old.vlan {
+        parts.push(new.clone());
+    }
+    if old.vni.is_some() && new.vni != old.vni {
+        parts.push(new.clone());
+    }
+    let services: Vec<ServiceMatch> = new
+        .services
+        .iter()
+        .filter(|s| !old.services.iter().any(|t| service_covers(t, s)))
+        .cloned()
+        .collect();
+    if !services.is_empty() {
+        parts.push(ResolvedRule {
+            services,
+            ..new.clone()
+        });
+    }
+    if let Some(source) = addr_added(&new.source, &old.source) {
+        parts.push(ResolvedRule {
+            source,
+            ..new.clone()
+        });
+    }
+    if let Some(destination) = addr_added(&new.destination, &old.destination) {
+        parts.push(ResolvedRule {
+            destination,
+            ..new.clone()
+        });
+    }
+    parts
+}
+
+/// A rule changed in a publish, as [`clear_since`] tests it against the rules after it.
+struct ChangedRule {
+    /// Its index in the new ruleset.
+    index: usize,
+    /// All of it.
+    whole: RuleMatcher,
+    /// Its index in the previous ruleset if it was an enforcing rule there (`None`: new, or
+    /// a monitor rule turned enforcing), with what it gained since ([`added_parts`]).
+    old: Option<(u32, Vec<RuleMatcher>)>,
+}
+
+impl ChangedRule {
+    /// Whether it may match a packet of `r` (whose index in the previous ruleset is `r_old`)
+    /// that it did not match before. If it was before `r` then too, its old version did not
+    /// match `r`'s flows (`r` was their first match), so only what it gained can; otherwise
+    /// all of it is new in front of `r`.
+    fn may_newly_overlap(&self, r: &ResolvedRule, r_old: u32) -> bool {
+        match &self.old {
+            Some((o, parts)) if *o < r_old => parts.iter().any(|m| m.may_overlap(r)),
+            _ => self.whole.may_overlap(r),
+        }
+    }
+}
+
 /// Per rule of `next`, published as `seq` over `prev` (`kept` from [`kept_in_order`];
 /// `prev_clear(j)` is the value of `prev`'s rule `j`): the publish since which neither the
 /// rule nor any enforcing rule before it that may match a packet it matches has changed.
@@ -423,7 +577,9 @@ const MAX_OVERLAP_RULES: usize = 32;
 /// First match makes this enough to keep a flow of that rule stamped at or after it without
 /// looking at the packet: its rule matched the flow and was the first match; every rule now
 /// before it either was before it then, unchanged (and did not match), or changed since but
-/// matches none of the rule's packets, so none of the flow's.
+/// matches none of the rule's packets, so none of the flow's. A rule that was before it
+/// then and was edited (or moved within the rules before it) counts only with what the
+/// edit added ([`added_parts`]): its old version did not match the flow.
 pub(crate) fn clear_since(
     prev: &Ruleset,
     next: &Ruleset,
@@ -431,14 +587,28 @@ pub(crate) fn clear_since(
     seq: u64,
     prev_clear: impl Fn(usize) -> u64,
 ) -> Vec<u64> {
-    let new = next.resolved();
+    let (old, new) = (prev.resolved(), next.resolved());
     let changed: Vec<usize> = (0..new.len()).filter(|&i| !kept[i]).collect();
     // The changed enforcing rules, with matchers (their address ranges normalized).
-    let test: Vec<(usize, RuleMatcher)> = if changed.len() <= MAX_OVERLAP_RULES {
+    let test: Vec<ChangedRule> = if changed.len() <= MAX_OVERLAP_RULES {
         changed
             .iter()
             .filter(|&&i| !new[i].monitor)
-            .map(|&i| (i, RuleMatcher::new(&new[i])))
+            .map(|&i| {
+                let r = &new[i];
+                let old = prev
+                    .index_of_id(r.id)
+                    .filter(|&o| !old[o as usize].monitor)
+                    .map(|o| {
+                        let parts = added_parts(r, &old[o as usize]);
+                        (o, parts.iter().map(RuleMatcher::new).collect())
+                    });
+                ChangedRule {
+                    index: i,
+                    whole: RuleMatcher::new(r),
+                    old,
+                }
+            })
             .collect()
     } else {
         Vec::new()
@@ -450,18 +620,18 @@ pub(crate) fn clear_since(
             if !kept[i] {
                 return seq;
             }
+            let r_old = prev.index_of_id(r.id).expect("a kept rule is in prev");
             let touched = if changed.len() <= MAX_OVERLAP_RULES {
                 test.iter()
-                    .take_while(|(c, _)| *c < i)
-                    .any(|(_, m)| m.may_overlap(r))
+                    .take_while(|c| c.index < i)
+                    .any(|c| c.may_newly_overlap(r, r_old))
             } else {
                 i > first_changed
             };
             if touched {
                 return seq;
             }
-            let old = prev.index_of_id(r.id).expect("a kept rule is in prev") as usize;
-            prev_clear(old)
+            prev_clear(r_old as usize)
         })
         .collect()
 }
@@ -549,61 +719,89 @@ mod tests {
         assert_eq!(kept_in_order(&c, &d), vec![true, true]);
     }
 
-    /// `may_overlap` may say "maybe" wrongly, never "no": brute force over a small space
-    /// of packets, for random small rules.
-    #[test]
-    fn rules_said_disjoint_share_no_packet() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = |n: u64| {
+    /// A xorshift generator: `next(n)` in `0..n`.
+    fn rng(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut x = seed;
+        move |n: u64| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             x % n
+        }
+    }
+
+    /// A small random rule over the space [`each_packet`] walks.
+    fn random_rule(next: &mut dyn FnMut(u64) -> u64, id: u32) -> ResolvedRule {
+        let mut r = ResolvedRule::new(RuleId(id), Action::Allow);
+        let range = |next: &mut dyn FnMut(u64) -> u64, max: u64| {
+            let lo = next(max);
+            (lo, (lo + next(4)).min(max - 1))
         };
-        let mut random_rule = |id: u32| {
-            let mut r = ResolvedRule::new(RuleId(id), Action::Allow);
-            let range = |next: &mut dyn FnMut(u64) -> u64, max: u64| {
-                let lo = next(max);
-                (lo, (lo + next(4)).min(max - 1))
-            };
-            r.services = (0..1 + next(2))
+        r.services = (0..1 + next(2))
+            .map(|_| {
+                let (lo, hi) = range(next, 8);
+                ServiceMatch {
+                    proto: [None, Some(6), Some(17)][next(3) as usize],
+                    sport: rampart_config::policy::PortRange::ANY,
+                    dport: rampart_config::policy::PortRange {
+                        lo: lo as u16,
+                        hi: hi as u16,
+                    },
+                    via: None,
+                }
+            })
+            .collect();
+        for side in [&mut r.source, &mut r.destination] {
+            if next(3) == 0 {
+                continue;
+            }
+            side.any = false;
+            side.negate = next(5) == 0;
+            side.entries = (0..1 + next(2))
                 .map(|_| {
-                    let (lo, hi) = range(&mut next, 8);
-                    ServiceMatch {
-                        proto: [None, Some(6), Some(17)][next(3) as usize],
-                        sport: rampart_config::policy::PortRange::ANY,
-                        dport: rampart_config::policy::PortRange {
-                            lo: lo as u16,
-                            hi: hi as u16,
+                    let (lo, hi) = range(next, 16);
+                    AddrMatch {
+                        range: AddrRange {
+                            family: Family::V4,
+                            lo: u128::from(lo),
+                            hi: u128::from(hi),
                         },
                         via: None,
                     }
                 })
                 .collect();
-            for side in [&mut r.source, &mut r.destination] {
-                if next(3) == 0 {
-                    continue;
-                }
-                side.any = false;
-                side.negate = next(5) == 0;
-                side.entries = (0..1 + next(2))
-                    .map(|_| {
-                        let (lo, hi) = range(&mut next, 16);
-                        AddrMatch {
-                            range: AddrRange {
-                                family: Family::V4,
-                                lo: u128::from(lo),
-                                hi: u128::from(hi),
-                            },
-                            via: None,
+        }
+        r.direction = [Direction::Both, Direction::In, Direction::Out][next(3) as usize];
+        r.vlan = [None, Some(1), Some(2)][next(3) as usize];
+        r
+    }
+
+    /// Every packet of the small space the random rules live in.
+    fn each_packet(mut f: impl FnMut(&PacketFields)) {
+        for src in 0..17u32 {
+            for dst in 0..17u32 {
+                for dport in 0..9u16 {
+                    for proto in [6u8, 17, 1] {
+                        for vlan in [None, Some(1), Some(2)] {
+                            for direction in [PacketDirection::In, PacketDirection::Out] {
+                                let mut p = PacketFields::v4(src, dst, 1, dport, proto);
+                                p.vlan = vlan;
+                                p.direction = direction;
+                                f(&p);
+                            }
                         }
-                    })
-                    .collect();
+                    }
+                }
             }
-            r.direction = [Direction::Both, Direction::In, Direction::Out][next(3) as usize];
-            r.vlan = [None, Some(1), Some(2)][next(3) as usize];
-            r
-        };
+        }
+    }
+
+    /// `may_overlap` may say "maybe" wrongly, never "no": brute force over a small space
+    /// of packets, for random small rules.
+    #[test]
+    fn rules_said_disjoint_share_no_packet() {
+        let mut next = rng(0x2545_f491_4f6c_dd1d);
+        let mut random_rule = |id: u32| random_rule(&mut next, id);
         let rules: Vec<ResolvedRule> = (0..60).map(&mut random_rule).collect();
         let mut disjoint = 0;
         for a in &rules {
@@ -613,28 +811,77 @@ mod tests {
                     continue;
                 }
                 disjoint += 1;
-                for src in 0..17u32 {
-                    for dst in 0..17u32 {
-                        for dport in 0..9u16 {
-                            for proto in [6u8, 17, 1] {
-                                for vlan in [None, Some(1), Some(2)] {
-                                    for direction in [PacketDirection::In, PacketDirection::Out] {
-                                        let mut p = PacketFields::v4(src, dst, 1, dport, proto);
-                                        p.vlan = vlan;
-                                        p.direction = direction;
-                                        assert!(
-                                            !(rule_matches(a, &p) && rule_matches(b, &p)),
-                                            "{a:?} {b:?} {p:?}"
-                                        );
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
+                each_packet(|p| {
+                    assert!(
+                        !(rule_matches(a, p) && rule_matches(b, p)),
+                        "{a:?} {b:?} {p:?}"
+                    );
+                });
             }
         }
         assert!(disjoint > 100, "only {disjoint} disjoint pairs");
+    }
+
+    /// What an edit adds covers every packet the new version matches and the old did not:
+    /// brute force over random edits (the new version a random rule, or the old one with
+    /// services, address entries, direction or VLAN widened or narrowed).
+    #[test]
+    fn added_parts_hold_every_packet_an_edit_adds() {
+        let mut next = rng(0x9e37_79b9_7f4a_7c15);
+        let (mut empty, mut partial) = (0, 0);
+        for round in 0..400 {
+            let old = random_rule(&mut next, 1);
+            let new = if round % 4 == 0 {
+                random_rule(&mut next, 1)
+            } else {
+                let other = random_rule(&mut next, 1);
+                let mut r = old.clone();
+                match next(5) {
+                    0 => r.services.extend(other.services),
+                    1 => {
+                        if r.services.len() > 1 {
+                            r.services.pop();
+                        }
+                    }
+                    2 => {
+                        if !r.source.any && !other.source.any {
+                            r.source.entries.extend(other.source.entries);
+                        } else {
+                            r.source = other.source;
+                        }
+                    }
+                    3 => r.direction = other.direction,
+                    _ => {
+                        r.vlan = other.vlan;
+                        r.destination = other.destination;
+                    }
+                }
+                r
+            };
+            let parts = added_parts(&new, &old);
+            let mut added = 0;
+            each_packet(|p| {
+                let in_parts = parts.iter().any(|r| rule_matches(r, p));
+                if rule_matches(&new, p) && !rule_matches(&old, p) {
+                    added += 1;
+                    assert!(in_parts, "{new:?} over {old:?}: {p:?} not in {parts:?}");
+                }
+                // Each part is a narrowed copy of the new version.
+                assert!(
+                    !in_parts || rule_matches(&new, p),
+                    "{p:?} in a part, not in {new:?}"
+                );
+            });
+            if parts.is_empty() {
+                empty += 1;
+            } else if added > 0 {
+                partial += 1;
+            }
+        }
+        assert!(
+            empty > 50 && partial > 50,
+            "{empty} empty, {partial} partial"
+        );
     }
 
     #[test]

@@ -78,6 +78,39 @@ impl IdIndex {
         (i != NONE).then_some(i)
     }
 
+    /// Where a table parallel to this one (of [`Self::slots`] entries) keeps the value of
+    /// the rule with id `id`: for a direct index its position without a load (the slot of an
+    /// id without a rule, or out of range, holds nothing); hashed, the probe's slot, or
+    /// `usize::MAX` for an id without a rule.
+    #[inline(always)]
+    pub(crate) fn slot(&self, id: RuleId) -> usize {
+        match self {
+            IdIndex::Direct { base, .. } => id.0.wrapping_sub(*base) as usize,
+            IdIndex::Hashed { shift, slots } => {
+                let mask = slots.len() - 1;
+                let mut s = hash(id.0, *shift);
+                loop {
+                    let (k, i) = slots[s];
+                    if i == NONE {
+                        break usize::MAX;
+                    }
+                    if k == id.0 {
+                        break s;
+                    }
+                    s = (s + 1) & mask;
+                }
+            }
+        }
+    }
+
+    /// Entries of a table parallel to this one (see [`Self::slot`]).
+    pub(crate) fn slots(&self) -> usize {
+        match self {
+            IdIndex::Direct { index, .. } => index.len(),
+            IdIndex::Hashed { slots, .. } => slots.len(),
+        }
+    }
+
     /// Heap bytes.
     pub(crate) fn memory_bytes(&self) -> usize {
         match self {
@@ -107,8 +140,19 @@ mod tests {
             .enumerate()
             .map(|(i, &id)| (id, i as u32))
             .collect();
+        // Slots: one per rule, distinct, in range; an id without a rule has none (hashed)
+        // or one no rule uses (direct).
+        let mut owner = vec![None; idx.slots()];
+        for &id in ids {
+            let s = idx.slot(RuleId(id));
+            assert!(s < owner.len() && owner[s].is_none(), "id {id} slot {s}");
+            owner[s] = Some(id);
+        }
         for &p in ids.iter().chain(probes) {
             assert_eq!(idx.get(RuleId(p)), map.get(&p).copied(), "id {p}");
+            let s = idx.slot(RuleId(p));
+            let found = owner.get(s).copied().flatten();
+            assert_eq!(found, map.contains_key(&p).then_some(p), "slot of id {p}");
         }
     }
 

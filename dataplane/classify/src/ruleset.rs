@@ -2,7 +2,7 @@
 //! and monitor rules, compile-time warnings, and `explain`.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -175,6 +175,15 @@ pub struct Ruleset {
     /// it that may match its packets changed ([`crate::delta::clear_since`]; written with
     /// `stable_since`).
     clear_since: Box<[AtomicU64]>,
+    /// Per rule id (a slot of `by_id`, 4 bytes each): the low 32 bits of the publish since
+    /// which a flow of that rule keeps its verdict (the earlier of `stable_since` and
+    /// `clear_since`; 0: unknown, or no such rule), so a flow's rule id and stamp decide it
+    /// with one load ([`Ruleset::keeps_rule`]). Written with `stable_since`.
+    keep_since: Box<[AtomicU32]>,
+    /// The publish number flows admitted under this ruleset are stamped with: that of the
+    /// earliest publish in the unbroken run of rulesets with the same rules and default
+    /// action that ends with this one (`u64::MAX` until installed in a table).
+    flow_stamp: AtomicU64,
     /// The rules that changed in the publishes up to this ruleset's latest (replaced at
     /// every publish of it; readers keep the one they loaded with it).
     delta: ArcSwapOption<Delta>,
@@ -302,7 +311,9 @@ impl Ruleset {
         };
         let hits = HitCounters::new(meta.len() + 1);
         let by_id = IdIndex::new(policy.rules.iter().map(|r| r.id));
+        let keep_since: Box<[AtomicU32]> = (0..by_id.slots()).map(|_| AtomicU32::new(0)).collect();
         let memory_bytes = by_id.memory_bytes()
+            + keep_since.len() * 4
             + enforce_c.memory_bytes()
             + monitor_c.as_ref().map_or(0, |m| m.memory_bytes())
             + meta.capacity() * std::mem::size_of::<RuleMeta>()
@@ -326,6 +337,8 @@ impl Ruleset {
             clear_since: (0..policy.rules.len())
                 .map(|_| AtomicU64::new(u64::MAX))
                 .collect(),
+            keep_since,
+            flow_stamp: AtomicU64::new(u64::MAX),
             delta: ArcSwapOption::empty(),
         })
     }
@@ -411,7 +424,63 @@ impl Ruleset {
             seq
         };
         self.stable_since[self.resolved.len()].store(since, Ordering::Relaxed);
+        // Rulesets with the same rules and default action decide every packet the same way
+        // (a flow's rule, verdict and TCP strictness; logging applies to new flows only):
+        // flows admitted under the previous one need no revalidation under this one, so
+        // both stamp flows alike.
+        let stamp = if same {
+            match prev.flow_stamp.load(Ordering::Relaxed) {
+                u64::MAX => seq - 1,
+                s => s,
+            }
+        } else {
+            seq
+        };
+        self.flow_stamp.store(stamp, Ordering::Relaxed);
         self.settle_delta(prev, seq);
+        for (j, rule) in self.resolved.iter().enumerate() {
+            let known = |a: &AtomicU64| Some(a.load(Ordering::Relaxed)).filter(|&v| v != u64::MAX);
+            let since = match (known(&self.stable_since[j]), known(&self.clear_since[j])) {
+                (Some(a), Some(b)) => a.min(b) as u32,
+                (Some(a), None) | (None, Some(a)) => a as u32,
+                (None, None) => 0,
+            };
+            if let Some(slot) = self.keep_since.get(self.by_id.slot(rule.id)) {
+                slot.store(since, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Marks this ruleset as the first of a table created at publish number `seq`.
+    pub(crate) fn install(&self, seq: u64) {
+        let _ =
+            self.flow_stamp
+                .compare_exchange(u64::MAX, seq, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// The publish number to stamp flows admitted under this ruleset with (see
+    /// [`crate::table::Current::stamp`]): the earliest publish of the run of rulesets with
+    /// the same rules and default action that ends with this one, so a publish that
+    /// changes no rule (a new generation of the same policy) leaves every flow admitted as
+    /// it was, with nothing to revalidate. `u64::MAX` until the ruleset is in a table.
+    #[inline]
+    pub fn flow_stamp(&self) -> u64 {
+        self.flow_stamp.load(Ordering::Relaxed)
+    }
+
+    /// Whether a flow admitted by the rule with id `rule` under the ruleset published as
+    /// `stamp` (its low 32 bits, as flows keep it) is still first-matched by that rule
+    /// here, decided from the rule's entry in a compact table (one load for dense ids): the
+    /// rule is unchanged since the stamp, and no rule before it that changed since may
+    /// match one of its packets ([`Ruleset::recheck_rule`]'s `Unchanged` or `Disjoint`).
+    /// False means "not known here": ask [`crate::table::Current::recheck_rule`].
+    #[inline(always)]
+    pub fn keeps_rule(&self, rule: RuleId, stamp: u32) -> bool {
+        let since = self
+            .keep_since
+            .get(self.by_id.slot(rule))
+            .map_or(0, |s| s.load(Ordering::Relaxed));
+        since != 0 && (stamp.wrapping_sub(since) as i32) >= 0
     }
 
     fn settle_delta(&self, prev: &Ruleset, seq: u64) {

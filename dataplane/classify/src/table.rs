@@ -92,6 +92,7 @@ pub struct NotQuiescent {
 impl TableHandle {
     /// A table starting with `initial`.
     pub fn new(initial: Arc<Ruleset>) -> Self {
+        initial.install(1);
         TableHandle {
             shared: Arc::new(Shared {
                 current: ArcSwap::new(initial),
@@ -182,6 +183,7 @@ impl TableHandle {
             shared: self.shared.clone(),
             slot,
             cached_delta: cached.delta(),
+            cached_stamp: stamp_of(&cached, seq),
             cached,
             cached_seq: seq,
         }
@@ -237,6 +239,19 @@ pub struct TableReader {
     cached_seq: u64,
     /// What changed up to `cached`'s publish, loaded with it.
     cached_delta: Option<Arc<Delta>>,
+    /// `cached`'s flow stamp, loaded with it.
+    cached_stamp: u64,
+}
+
+/// The stamp for flows admitted under `rs`, loaded at publish sequence `seq`: its flow stamp
+/// (written before the publish that made it current, so never newer than `seq`), or `seq`
+/// for a ruleset that never went through a table's publish or creation.
+#[inline]
+fn stamp_of(rs: &Ruleset, seq: u64) -> u64 {
+    match rs.flow_stamp() {
+        u64::MAX => seq,
+        s => s,
+    }
 }
 
 /// The ruleset of a burst, its publish number, and what changed up to it: what a worker
@@ -244,8 +259,8 @@ pub struct TableReader {
 pub struct Current<'a> {
     /// The ruleset.
     pub ruleset: &'a Ruleset,
-    /// Its publish number (maybe older than the ruleset, never newer; see
-    /// [`TableReader::load_stamped`]).
+    /// The publish number flows admitted under it are stamped with: the first publish of
+    /// its rules ([`Ruleset::flow_stamp`], see [`TableReader::load_stamped`]).
     pub stamp: u64,
     delta: Option<&'a Delta>,
 }
@@ -291,6 +306,7 @@ impl TableReader {
             // Stored before the ruleset was published: the delta of its publish or a later
             // one, either true of it.
             self.cached_delta = self.cached.delta();
+            self.cached_stamp = stamp_of(&self.cached, seq);
         }
         seq
     }
@@ -302,24 +318,25 @@ impl TableReader {
         &self.cached
     }
 
-    /// The ruleset to use for this burst and its publish sequence number. Every publish —
+    /// The ruleset to use for this burst and the publish number to stamp flows with
+    /// ([`Ruleset::flow_stamp`]). Every publish that changes a rule or the default action —
     /// a new policy generation or the same generation re-resolved (an inventory update) —
-    /// has a new number, so flows stamped with it know when to be revalidated. The number
-    /// may be older than the ruleset (a publish racing the load), never newer: a stamp can
-    /// cause one needless revalidation, never a missed one.
+    /// has a new number, so flows stamped with it know when to be revalidated; a publish of
+    /// the same rules keeps the number of the first publish of those rules, and so every
+    /// flow admitted under them.
     #[inline]
     pub fn load_stamped(&mut self) -> (&Ruleset, u64) {
-        let seq = self.refresh();
-        (&self.cached, seq)
+        self.refresh();
+        (&self.cached, self.cached_stamp)
     }
 
     /// [`Self::load_stamped`] with what changed up to the ruleset, to recheck flows.
     #[inline]
     pub fn load_current(&mut self) -> Current<'_> {
-        let stamp = self.refresh();
+        self.refresh();
         Current {
             ruleset: &self.cached,
-            stamp,
+            stamp: self.cached_stamp,
             delta: self.cached_delta.as_deref(),
         }
     }

@@ -21,6 +21,10 @@ enum Edit {
     Move(usize, usize),
     FlipLog(usize),
     Default(Action),
+    /// A rule gains the other rule's services and address entries (what an edit adds).
+    Extend(usize, ResolvedRule),
+    /// A rule loses its last service and address entries, where it has more than one.
+    Narrow(usize),
 }
 
 fn edit() -> impl Strategy<Value = Edit> {
@@ -31,6 +35,8 @@ fn edit() -> impl Strategy<Value = Edit> {
         1 => (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Edit::Move(a, b)),
         1 => any::<usize>().prop_map(Edit::FlipLog),
         1 => prop::sample::select(vec![Action::Allow, Action::Drop]).prop_map(Edit::Default),
+        3 => (any::<usize>(), rule()).prop_map(|(i, r)| Edit::Extend(i, r)),
+        2 => any::<usize>().prop_map(Edit::Narrow),
     ]
 }
 
@@ -55,6 +61,29 @@ fn apply(rules: &mut Vec<ResolvedRule>, default: &mut Action, e: &Edit, next_id:
         }
         Edit::FlipLog(i) if n > 0 => rules[i % n].log = !rules[i % n].log,
         Edit::Default(a) => *default = a,
+        Edit::Extend(i, r) if n > 0 => {
+            let t = &mut rules[i % n];
+            t.services.extend(r.services);
+            for (side, more) in [
+                (&mut t.source, r.source),
+                (&mut t.destination, r.destination),
+            ] {
+                if !side.any && !more.any {
+                    side.entries.extend(more.entries);
+                }
+            }
+        }
+        Edit::Narrow(i) if n > 0 => {
+            let t = &mut rules[i % n];
+            if t.services.len() > 1 {
+                t.services.pop();
+            }
+            for side in [&mut t.source, &mut t.destination] {
+                if side.entries.len() > 1 {
+                    side.entries.pop();
+                }
+            }
+        }
         _ => {}
     }
 }
@@ -112,6 +141,20 @@ fn recheck_agrees(
                 prop_assert_eq!(want, *rid, "{:?} kept rule {:?} of stamp {}", r, rid, stamp);
             }
             by_delta += usize::from(r == Recheck::DeltaRules);
+            // The record check's answer from the rule's since table: kept only if the
+            // rule is still the first match.
+            if let Some(id) = *rid {
+                if cur.ruleset.keeps_rule(id, *stamp) {
+                    prop_assert_eq!(
+                        want,
+                        *rid,
+                        "keeps_rule kept rule {:?} of stamp {}",
+                        id,
+                        stamp
+                    );
+                    prop_assert!(r != Recheck::Classify, "kept by the table, not by recheck");
+                }
+            }
             // The two-step form the worker uses decides the same.
             let two_step = match cur.recheck_rule(*stamp, *rid) {
                 RuleCheck::Unchanged => Recheck::Unchanged,
@@ -304,4 +347,53 @@ fn changes_disjoint_from_a_flows_rule_need_no_packet() {
         cur.recheck_rule(stamp, Some(RuleId(0))),
         RuleCheck::Classify
     );
+}
+
+/// An edit of a rule counts only with what it adds: a flow of a later rule that the edit's
+/// additions cannot match keeps its rule in the record check (`keeps_rule`), while an
+/// addition that may match it sends it on to the packet test.
+#[test]
+fn an_edit_counts_only_what_it_adds() {
+    let rule = tcp_port_rule;
+    let mut rules: Vec<ResolvedRule> = (0..20)
+        .map(|i| rule(i, 100 + i as u16, Action::Allow))
+        .collect();
+    // Rule 15: TCP to ports 115..=140.
+    rules[15].services[0].dport.hi = 140;
+    let table = TableHandle::new(compile(1, Action::Drop, &rules));
+    let mut reader = table.register_reader();
+    let stamp = reader.load_current().stamp as u32;
+    let id = RuleId(15);
+    // Rule 2 gains UDP to port 130: nothing rule 15 matches (TCP only).
+    let mut udp = rules[2].services[0].clone();
+    udp.proto = Some(17);
+    udp.dport = rampart_config::policy::PortRange::single(130);
+    rules[2].services.push(udp);
+    table.publish(compile(2, Action::Drop, &rules));
+    let cur = reader.load_current();
+    assert!(cur.ruleset.keeps_rule(id, stamp));
+    assert_eq!(cur.recheck_rule(stamp, Some(id)), RuleCheck::Disjoint);
+    // Rule 2 loses it again: it only narrows.
+    rules[2].services.pop();
+    table.publish(compile(3, Action::Drop, &rules));
+    assert!(reader.load_current().ruleset.keeps_rule(id, stamp));
+    // Rule 2 gains TCP to 135..=150, which meets rule 15's 115..=140: its flows are tested.
+    let mut tcp = rules[2].services[0].clone();
+    tcp.dport = rampart_config::policy::PortRange { lo: 135, hi: 150 };
+    rules[2].services.push(tcp);
+    table.publish(compile(4, Action::Drop, &rules));
+    let cur = reader.load_current();
+    assert!(!cur.ruleset.keeps_rule(id, stamp));
+    assert!(matches!(
+        cur.recheck_rule(stamp, Some(id)),
+        RuleCheck::Test(_)
+    ));
+    // A flow of rule 15 to port 120 is still kept by its packet; one to 137 is not.
+    let RuleCheck::Test(t) = cur.recheck_rule(stamp, Some(id)) else {
+        unreachable!()
+    };
+    assert!(cur.recheck_test(t, &PacketFields::v4(1, 2, 3, 120, 6)));
+    assert!(!cur.recheck_test(t, &PacketFields::v4(1, 2, 3, 137, 6)));
+    // Flows stamped at publish 4 keep rule 15 again (the change is older than them).
+    assert!(cur.ruleset.keeps_rule(id, cur.stamp as u32));
 }
