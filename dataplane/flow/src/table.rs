@@ -593,6 +593,9 @@ impl FlowTable {
     /// hit whose flow is live and admitted under `generation` (compared on the low 32 bits
     /// as [`Self::track_admitted_under`]; `None`: any live flow): the pipeline's common case
     /// with no per-key hit to store and read back. `pkts[j]` is the packet of `keys[j]`.
+    /// A live flow admitted under another generation for which `keep(rule, its generation)`
+    /// says it keeps its rule is re-stamped with `generation` and tracked the same way, as
+    /// [`Self::track_admitted_under_or`] (revalidation decided in the record check).
     ///
     /// Returns how many keys were tracked and accepted; every other key goes to `left`, in
     /// key order, and the count of those is [`BurstTrack::left`]: a refused packet
@@ -611,6 +614,7 @@ impl FlowTable {
         keys: &[PreparedKey],
         pkts: &[PacketInfo],
         generation: Option<u64>,
+        mut keep: impl FnMut(RuleId, u32) -> bool,
         now_ns: u64,
         left: &mut [Left],
     ) -> BurstTrack {
@@ -645,8 +649,12 @@ impl FlowTable {
                 if f.key == pk.key
                     && f.state as u8 > FlowState::New as u8
                     && now_t.wrapping_sub(f.last_seen) <= self.timeout[f.state as usize]
-                    && (!check || f.generation == gen)
+                    && (!check || f.generation == gen || keep(RuleId(f.rule), f.generation))
                 {
+                    if check {
+                        // Kept flows are re-stamped (a no-op for the current generation).
+                        f.generation = gen;
+                    }
                     let dir = Self::dir_of(f, pk.swapped);
                     let pkt = &pkts[j];
                     let outcome = match state::advance(f, dir, pkt, self.modes) {
@@ -674,12 +682,18 @@ impl FlowTable {
                 None => Outcome::Miss,
                 Some(h) => {
                     let i = h.handle.0 as usize;
-                    let f = &self.flows[i];
+                    let f = &mut self.flows[i];
                     // `Free` and `New` (never tracked: only `track` refusing its first
                     // packet frees a record, and that would change later keys' lookups)
                     // are the two lowest states: one compare.
                     let live = f.state as u8 > FlowState::New as u8;
-                    if tracking && live && (!check || f.generation == gen) {
+                    if tracking
+                        && live
+                        && (!check || f.generation == gen || keep(RuleId(f.rule), f.generation))
+                    {
+                        if check {
+                            f.generation = gen;
+                        }
                         match self.track_live(i, h.dir, &pkts[j], now_ns) {
                             TrackVerdict::Accept => {
                                 out.accepted += 1;
@@ -1138,6 +1152,32 @@ impl FlowTable {
         if f.state == FlowState::Free || f.generation != generation as u32 {
             return None;
         }
+        Some(self.track_live(i, dir, pkt, now_ns))
+    }
+
+    /// [`Self::track_admitted_under`], and the same for a flow admitted under another
+    /// generation for which `keep(rule, its generation)` is true, re-stamped with
+    /// `generation` first (its revalidation decided from the record alone); None, with
+    /// nothing changed, for any other flow or one not live.
+    #[inline]
+    pub fn track_admitted_under_or(
+        &mut self,
+        handle: FlowHandle,
+        dir: Direction,
+        generation: u64,
+        keep: impl FnOnce(RuleId, u32) -> bool,
+        pkt: &PacketInfo,
+        now_ns: u64,
+    ) -> Option<TrackVerdict> {
+        let i = handle.0 as usize;
+        let f = self.flows.get_mut(i)?;
+        let gen = generation as u32;
+        if f.state == FlowState::Free
+            || (f.generation != gen && !keep(RuleId(f.rule), f.generation))
+        {
+            return None;
+        }
+        f.generation = gen;
         Some(self.track_live(i, dir, pkt, now_ns))
     }
 

@@ -828,17 +828,30 @@ fn after_miss_inserts_search_before_the_first_burst_lookup() {
 /// generations, records left `New` by a bare insert, repeated and reversed keys in a burst,
 /// flows expiring), the reference does what the caller of `lookup_track_burst` does with
 /// what it leaves (track the later hits in order, re-stamp the older flows), and every
-/// verdict, counter and flow agree.
+/// verdict, counter and flow agree. With a `keep` that keeps some older flows in the record
+/// check, the reference is `track_admitted_under_or` with the same `keep`.
 #[test]
 fn lookup_track_burst_is_lookup_then_track() {
     let mut left_total = [0usize; 3];
-    for (loose, strict, check) in [
-        (false, false, true),
-        (true, false, true),
-        (true, true, true),
-        (true, true, false),
-        (false, true, false),
+    let mut kept_total = 0usize;
+    for (loose, strict, check, keeps) in [
+        (false, false, true, false),
+        (true, false, true, false),
+        (true, true, true, false),
+        (true, true, false, false),
+        (false, true, false, false),
+        (false, false, true, true),
+        (true, true, true, true),
+        (true, true, false, true),
     ] {
+        // Keeps some flows of older generations by their rule and stamp, none without
+        // `keeps`; counts its answers.
+        let kept = std::cell::Cell::new(0usize);
+        let keep = |r: RuleId, g: u32| {
+            let k = keeps && !(r.0.wrapping_mul(0x9e37_79b9) ^ g).is_multiple_of(3);
+            kept.set(kept.get() + usize::from(k));
+            k
+        };
         let cfg = FlowConfig {
             capacity: 128,
             loose_tcp_pickup: loose,
@@ -925,7 +938,9 @@ fn lookup_track_burst_is_lookup_then_track() {
             for j in 0..n {
                 if let Some(h) = ha[j] {
                     let t = match gen_arg {
-                        Some(g) => a.track_admitted_under(h.handle, h.dir, g, &pkts[j], now),
+                        Some(g) => {
+                            a.track_admitted_under_or(h.handle, h.dir, g, keep, &pkts[j], now)
+                        }
                         None => Some(a.track(h.handle, h.dir, &pkts[j], now)),
                     };
                     let t = t.or_else(|| {
@@ -944,7 +959,9 @@ fn lookup_track_burst_is_lookup_then_track() {
             }
             // Fused, and what its caller does with the keys it leaves.
             let mut left = vec![Left::EMPTY; n];
-            let done = b.lookup_track_burst(&pb, &pkts, gen_arg, now, &mut left);
+            let kept_before = kept.get();
+            let done = b.lookup_track_burst(&pb, &pkts, gen_arg, keep, now, &mut left);
+            kept_total += kept.get() - kept_before;
             let mut got: Vec<(usize, Option<TrackVerdict>)> = Vec::new();
             let mut accepted = 0;
             let mut at = 0;
@@ -959,7 +976,9 @@ fn lookup_track_burst_is_lookup_then_track() {
                         Outcome::Hit(h) => {
                             left_total[1] += 1;
                             let t = match gen_arg {
-                                Some(g) => b.track_admitted_under(h.handle, h.dir, g, pkt, now),
+                                Some(g) => {
+                                    b.track_admitted_under_or(h.handle, h.dir, g, keep, pkt, now)
+                                }
                                 None => Some(b.track(h.handle, h.dir, pkt, now)),
                             };
                             t.or_else(|| {
@@ -1039,4 +1058,8 @@ fn lookup_track_burst_is_lookup_then_track() {
     }
     // Every kind of outcome was exercised.
     assert!(left_total.iter().all(|&c| c > 50), "{left_total:?}");
+    assert!(
+        kept_total > 50,
+        "only {kept_total} flows kept in the record check"
+    );
 }
