@@ -325,10 +325,20 @@ impl Firewall {
         // it. The rest comes back in key order. Hits are counted per burst (one counter
         // write instead of one per packet).
         let admitted_under = settings.revalidate_flows.then_some(stamp);
+        // A flow of an older ruleset whose rule the current one keeps (unchanged, and no
+        // rule that changed before it since the flow's stamp may match its packets) is
+        // re-stamped and tracked in the record check, like a flow of this ruleset.
+        let kept = std::cell::Cell::new(0u64);
+        let keep = |rule: RuleId, at: u32| {
+            let k = rule != DEFAULT_RULE && rs.keeps_rule(rampart_classify::RuleId(rule.0), at);
+            kept.set(kept.get() + u64::from(k));
+            k
+        };
         let done = table.lookup_track_burst(
             &s.keys[..m],
             &s.key_info[..m],
             admitted_under,
+            keep,
             now_ns,
             &mut s.left[..m],
         );
@@ -347,10 +357,11 @@ impl Firewall {
                     // A flow from an older ruleset, or a packet after one in this burst
                     // (tracked here, in order, after that flow's revalidation).
                     let tracked = if settings.revalidate_flows {
-                        table.track_admitted_under(
+                        table.track_admitted_under_or(
                             hit.handle,
                             hit.dir,
                             stamp,
+                            keep,
                             &s.key_info[j],
                             now_ns,
                         )
@@ -410,6 +421,10 @@ impl Firewall {
         }
         if established != 0 {
             c.established.add(established);
+        }
+        if kept.get() != 0 {
+            c.revalidated.add(kept.get());
+            c.revalidated_delta.add(kept.get());
         }
         if q == 0 {
             return;

@@ -28,10 +28,16 @@ fn ruleset(json: &str) -> Arc<Ruleset> {
 /// rest dropped. With `deny_web`, TCP/80 is denied instead.
 fn policy(g: u64, deny_web: bool) -> Arc<Ruleset> {
     let web = if deny_web { "drop" } else { "allow" };
+    policy_web(g, web, "80")
+}
+
+/// [`policy`] with rule 7's action and destination ports (`"80"` as in [`policy`]; another
+/// list edits rule 7, so its flows are classified again on their next packet).
+fn policy_web(g: u64, web: &str, ports: &str) -> Arc<Ruleset> {
     ruleset(&format!(
         r#"{{ "generation": {g}, "default_action": "drop",
              "rules": [
-               {{ "id": 7, "protocol": "tcp", "destination": {{ "ports": [80] }},
+               {{ "id": 7, "protocol": "tcp", "destination": {{ "ports": [{ports}] }},
                   "direction": "out", "action": "{web}", "log": true }},
                {{ "id": 8, "protocol": "tcp", "destination": {{ "ports": [23] }}, "action": "reject" }},
                {{ "id": 9, "protocol": "tcp", "destination": {{ "ports": [22] }}, "action": "drop",
@@ -305,13 +311,49 @@ fn a_new_deny_cuts_an_established_session_on_its_next_packet() {
 fn an_unchanged_verdict_restamps_the_flow_with_the_new_generation() {
     let mut r = Rig::new(true);
     let (seq, ack) = open_web(&mut r, 40004);
-    r.handle.publish(policy(2, false));
+    // Rule 7 edited (one more port): its flows are classified again, and still allowed.
+    r.handle.publish(policy_web(2, "allow", "80, 8080"));
     let v = r.one(INSIDE, tcp(CLIENT, SERVER, 40004, 80, flags::ACK, seq, ack));
     assert_eq!(v, Verdict::Forward);
     let (_, flow) = r.fw.flows().iter().next().unwrap();
     assert!(flow.admitted_under(2));
     assert_eq!((r.c().revalidated, r.c().cut), (1, 0));
 }
+
+#[test]
+fn an_equivalent_publish_needs_no_revalidation() {
+    let mut r = Rig::new(true);
+    let (seq, ack) = open_web(&mut r, 40009);
+    // Generations 2 and 3 compile to the same rules as 1 (3 only turns rule 7's log off,
+    // which new flows alone see): flows keep their stamp, nothing is revalidated.
+    r.handle.publish(policy(2, false));
+    let no_log = ruleset(&POLICY_NO_LOG.replace("GEN", "3"));
+    r.handle.publish(no_log);
+    assert_eq!(r.handle.current().flow_stamp(), 1);
+    let seg = tcp(CLIENT, SERVER, 40009, 80, flags::ACK, seq, ack);
+    assert_eq!(r.one(INSIDE, seg.clone()), Verdict::Forward);
+    let reply = tcp(SERVER, CLIENT, 80, 40009, flags::ACK, ack, seq);
+    assert_eq!(r.one(OUTSIDE, reply), Verdict::Forward);
+    let c = r.c();
+    assert_eq!((c.revalidated, c.cut, c.generation), (0, 0, 3));
+    let (_, flow) = r.fw.flows().iter().next().unwrap();
+    assert!(flow.admitted_under(1));
+    // A publish that changes a rule gets a stamp of its own, and its deny cuts the flow.
+    r.handle.publish(policy(4, true));
+    assert_eq!(r.handle.current().flow_stamp(), 4);
+    assert_eq!(r.one(INSIDE, seg), Verdict::Drop(DropReason::Policy));
+    assert_eq!((r.c().revalidated, r.c().cut), (1, 1));
+}
+
+/// [`policy`]'s rules with rule 7 not logging; `GEN` stands for the generation.
+const POLICY_NO_LOG: &str = r#"{ "generation": GEN, "default_action": "drop", "rules": [
+    { "id": 7, "protocol": "tcp", "destination": { "ports": [80] }, "direction": "out",
+      "action": "allow" },
+    { "id": 8, "protocol": "tcp", "destination": { "ports": [23] }, "action": "reject" },
+    { "id": 9, "protocol": "tcp", "destination": { "ports": [22] }, "action": "drop",
+      "monitor": true },
+    { "id": 10, "protocol": "tcp", "destination": { "ports": [22] }, "action": "allow" },
+    { "id": 11, "protocol": "icmp", "action": "allow" } ] }"#;
 
 #[test]
 fn without_revalidation_sessions_survive_a_new_deny() {
@@ -388,7 +430,8 @@ fn a_reply_after_a_generation_change_is_judged_as_its_flow_not_as_a_new_connecti
     // after a publish must keep the session: it is re-checked as the SYN that opened it.
     let mut r = Rig::new(true);
     let (seq, ack) = open_web(&mut r, 40008);
-    r.handle.publish(policy(2, false));
+    // Rule 7 edited: the flow is classified again (as its opening SYN, which it still allows).
+    r.handle.publish(policy_web(2, "allow", "80, 8080"));
     let v = r.one(
         OUTSIDE,
         tcp(SERVER, CLIENT, 80, 40008, flags::ACK, ack, seq),
@@ -440,9 +483,9 @@ fn rule_hits_count_flows_opened_and_packets_stopped() {
     assert_eq!(hits(&r, Some(11)), 0);
     assert_eq!(hits(&r, None), 2);
 
-    // A new generation: revalidating the open web flows is not a new hit, and the counts
-    // carried by id survive the swap.
-    r.handle.publish(policy(2, false));
+    // A new generation (rule 7 edited): revalidating the open web flows is not a new hit,
+    // and the counts carried by id survive the swap.
+    r.handle.publish(policy_web(2, "allow", "80, 8080"));
     r.one(INSIDE, tcp(CLIENT, SERVER, 41000, 80, flags::ACK, 101, 501));
     r.handle
         .wait_quiescent(std::time::Duration::from_secs(1))
@@ -714,13 +757,13 @@ fn revalidation_classifies_only_flows_whose_rule_prefix_changed() {
         ))
     };
     // Generation 2 edits only rule 11 (after both): both flows keep their verdict without
-    // being classified again.
+    // being classified again, decided from their rule and stamp in the record check.
     r.handle.publish(edited(2, "allow", "drop"));
     let web = tcp(CLIENT, SERVER, 47000, 80, flags::ACK, seq, ack);
     let ssh = tcp(CLIENT, SERVER, 47001, 22, flags::ACK, 101, 501);
     let v = r.burst(INSIDE, &[web.clone(), ssh.clone()]);
     assert_eq!(v, vec![Verdict::Forward, Verdict::Forward]);
-    assert_eq!((r.c().revalidated, r.c().revalidated_unchanged), (2, 2));
+    assert_eq!((r.c().revalidated, r.c().revalidated_delta), (2, 2));
     assert!(r.fw.flows().iter().all(|(_, f)| f.admitted_under(2)));
     // Generation 3 denies SSH in rule 10 (after web's rule 7): the web flow is re-stamped,
     // the SSH flow is classified and cut.
@@ -728,7 +771,15 @@ fn revalidation_classifies_only_flows_whose_rule_prefix_changed() {
     let v = r.burst(INSIDE, &[web, ssh]);
     assert_eq!(v, vec![Verdict::Forward, Verdict::Drop(DropReason::Policy)]);
     let c = r.c();
-    assert_eq!((c.revalidated, c.revalidated_unchanged, c.cut), (4, 3, 1));
+    assert_eq!(
+        (
+            c.revalidated,
+            c.revalidated_delta,
+            c.revalidated_unchanged,
+            c.cut
+        ),
+        (4, 3, 0, 1)
+    );
 }
 
 /// A policy of generation `g` (default `default`) from rule objects in JSON.
