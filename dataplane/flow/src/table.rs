@@ -649,12 +649,8 @@ impl FlowTable {
                 if f.key == pk.key
                     && f.state as u8 > FlowState::New as u8
                     && now_t.wrapping_sub(f.last_seen) <= self.timeout[f.state as usize]
-                    && (!check || f.generation == gen || keep(RuleId(f.rule), f.generation))
+                    && (!check || f.generation == gen || restamp_if_kept(&mut keep, f, gen))
                 {
-                    if check {
-                        // Kept flows are re-stamped (a no-op for the current generation).
-                        f.generation = gen;
-                    }
                     let dir = Self::dir_of(f, pk.swapped);
                     let pkt = &pkts[j];
                     let outcome = match state::advance(f, dir, pkt, self.modes) {
@@ -689,11 +685,8 @@ impl FlowTable {
                     let live = f.state as u8 > FlowState::New as u8;
                     if tracking
                         && live
-                        && (!check || f.generation == gen || keep(RuleId(f.rule), f.generation))
+                        && (!check || f.generation == gen || restamp_if_kept(&mut keep, f, gen))
                     {
-                        if check {
-                            f.generation = gen;
-                        }
                         match self.track_live(i, h.dir, &pkts[j], now_ns) {
                             TrackVerdict::Accept => {
                                 out.accepted += 1;
@@ -1459,6 +1452,20 @@ fn matches(b: &Bucket, hi: u32, want: u32) -> u32 {
 #[inline(always)]
 fn prefetch<T>(r: &T) {
     mem_prefetch::prefetch_read_data::<T, 3>(r);
+}
+
+/// Whether `keep` keeps the flow of record `f` (admitted under another generation than
+/// `gen`); if so it is re-stamped with `gen`. Out of line and cold: only the first packet of
+/// a flow after a ruleset change gets here, and inlined into the burst loop the caller's
+/// check cost the established path registers (~5 instructions a packet).
+#[cold]
+#[inline(never)]
+fn restamp_if_kept(keep: &mut impl FnMut(RuleId, u32) -> bool, f: &mut Record, gen: u32) -> bool {
+    let kept = keep(RuleId(f.rule), f.generation);
+    if kept {
+        f.generation = gen;
+    }
+    kept
 }
 
 #[cfg(test)]

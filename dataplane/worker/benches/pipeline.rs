@@ -412,7 +412,10 @@ fn toggle_inert_service(r: &mut ResolvedRule) {
 
 /// "x% unchanged, y% delta": how the revalidations between two snapshots were decided.
 fn revalidation_mix(before: &FirewallSnapshot, after: &FirewallSnapshot) -> String {
-    let all = (after.revalidated - before.revalidated).max(1) as f64;
+    if after.revalidated == before.revalidated {
+        return "no revalidations".into();
+    }
+    let all = (after.revalidated - before.revalidated) as f64;
     let unchanged = (after.revalidated_unchanged - before.revalidated_unchanged) as f64;
     let delta = (after.revalidated_delta - before.revalidated_delta) as f64;
     format!(
@@ -512,7 +515,11 @@ fn swap_rows(
                 published += k;
                 let c = fw.counters().snapshot();
                 // Same rules: nothing to revalidate (the flow stamp is shared).
-                assert_eq!(c.revalidated > before.revalidated, edited > 0, "{kind}: {c:?}");
+                assert_eq!(
+                    c.revalidated > before.revalidated,
+                    edited > 0,
+                    "{kind}: {c:?}"
+                );
                 assert_eq!(c.cut, 0, "{c:?}");
                 let used = |a: u64, b: u64| a > b;
                 let (shortcut, delta) = (
