@@ -39,6 +39,18 @@ const COST_POINTS: usize = 4096;
 /// a leaf chunk scanned, a tree visited (its setup, the exit of its lockstep loop and the
 /// leaf's first load).
 const COST_STEP: usize = 12;
+/// A masked step ([`crate::tree`]): the block's subtraction, the clamp to the outside child
+/// and a second entry word, which also keep more registers live across the lockstep loop
+/// (callgrind on acl1_1k and acl1_10k, lookup example: ~16-17 instructions a step).
+const COST_STEP_MASKED: usize = 16;
+
+fn step_cost<S: Space>(t: &Tree<S>) -> usize {
+    if t.is_masked() {
+        COST_STEP_MASKED
+    } else {
+        COST_STEP
+    }
+}
 const COST_CHUNK: usize = 50;
 const COST_TREE: usize = 30;
 
@@ -80,13 +92,51 @@ fn forest_cost<S: Space>(trees: &[&Tree<S>], table: &BoxTable<S>, points: &[S::K
             for t in trees {
                 let (nodes, chunks) = t.cost(table, k, best);
                 if nodes + chunks > 0 {
-                    cost += COST_TREE + nodes * COST_STEP + chunks * COST_CHUNK;
+                    cost += COST_TREE + nodes * step_cost(t) + chunks * COST_CHUNK;
                 }
                 best = t.lookup(table, k, best);
             }
             cost
         })
         .sum()
+}
+
+/// Packets per lockstep group in [`forest_cost_grouped`] (the burst lookup's group size).
+const COST_GROUP: usize = 8;
+
+/// [`forest_cost`] for the burst lookup, which walks a tree with [`COST_GROUP`] packets in
+/// lockstep until the deepest of them reaches its leaf, scans every one of their leaves, and
+/// skips a tree only when all of them already matched a box before it. The points go into
+/// groups by a stride through the list (group `g` takes points `g`, `g + G`, …), so a group
+/// mixes boxes from all over the priority order as a trace's burst does.
+fn forest_cost_grouped<S: Space>(
+    trees: &[&Tree<S>],
+    table: &BoxTable<S>,
+    points: &[S::Key],
+) -> usize {
+    let groups = points.len().div_ceil(COST_GROUP);
+    let mut total = 0;
+    for g in 0..groups {
+        let members: Vec<&S::Key> = points.iter().skip(g).step_by(groups).collect();
+        let mut best = vec![u32::MAX; members.len()];
+        for t in trees {
+            let mut deepest = 0;
+            let mut walked = false;
+            for (k, b) in members.iter().zip(&mut best) {
+                let (nodes, chunks) = t.cost(table, k, *b);
+                if nodes + chunks > 0 {
+                    walked = true;
+                }
+                deepest = deepest.max(nodes);
+                total += chunks * COST_CHUNK;
+                *b = t.lookup(table, k, *b);
+            }
+            if walked {
+                total += members.len() * (COST_TREE + deepest * step_cost(t));
+            }
+        }
+    }
+    total
 }
 
 /// Merges pairs of groups into one tree while that lowers the estimated lookup cost: the
@@ -157,6 +207,7 @@ fn widen_trees<S: Space>(
     points: &[S::Key],
     groups: &[Vec<u32>],
     trees: &mut [Tree<S>],
+    tparams: &mut [TreeParams],
 ) {
     if params.spfac >= WIDE_SPFAC {
         return;
@@ -180,6 +231,57 @@ fn widen_trees<S: Space>(
             .map(|k| if k == i { &t } else { &trees[k] })
             .collect();
         let cost = forest_cost(&order, table, points);
+        if cost * 100 < current * 98 {
+            trees[i] = t;
+            tparams[i] = wide;
+            current = cost;
+        }
+    }
+}
+
+/// Leaf size and space factor of the masked trees of groups above [`MERGE_MAX_BOXES`]:
+/// masked cuts replicate the wildcards of a field once (their outside child) instead of
+/// once per child, so a big group affords wide cuts, and larger leaves save levels.
+const BIG_BINTH: usize = 16;
+const BIG_SPFAC: usize = 16;
+
+/// Rebuilds each tree of up to [`MERGE_MAX_BOXES`] boxes with masked steps and keeps the
+/// rebuild where the grouped cost estimate ([`forest_cost_grouped`]) drops by more than 2%
+/// and its leaves grow by at most a quarter.
+fn mask_trees<S: Space>(
+    boxes: &[GenericBox],
+    table: &BoxTable<S>,
+    points: &[S::Key],
+    groups: &[Vec<u32>],
+    trees: &mut [Tree<S>],
+    tparams: &[TreeParams],
+) {
+    // Trees that already copy their boxes many times (fw1_1k's merged tree: 22 per box)
+    // are not tried, as in `widen_trees`: their trial build is the costly one.
+    let tried: Vec<usize> = (0..trees.len())
+        .filter(|&i| {
+            !trees[i].is_masked()
+                && groups[i].len() <= MERGE_MAX_BOXES
+                && trees[i].leaf_entries() <= 4 * groups[i].len()
+        })
+        .collect();
+    if tried.is_empty() {
+        return;
+    }
+    let mut current = forest_cost_grouped(&trees.iter().collect::<Vec<_>>(), table, points);
+    for i in tried {
+        let p = TreeParams {
+            masked: Some(true),
+            ..tparams[i]
+        };
+        let cap = trees[i].leaf_entries() + trees[i].leaf_entries() / 4;
+        let Some(t) = Tree::build_capped(boxes, table, groups[i].clone(), p, cap) else {
+            continue;
+        };
+        let order: Vec<&Tree<S>> = (0..trees.len())
+            .map(|k| if k == i { &t } else { &trees[k] })
+            .collect();
+        let cost = forest_cost_grouped(&order, table, points);
         if cost * 100 < current * 98 {
             trees[i] = t;
             current = cost;
@@ -212,13 +314,40 @@ impl<S: Space> Forest<S> {
             })
             .collect();
         let table = BoxTable { rules, extras };
+        // Masked steps: forced either way by `params.masked`, else masked for big groups
+        // and chosen by the cost estimate for the others.
+        let choose = S::MASKED_STEPS && params.masked.is_none();
+        let tree_params = |g: &Vec<u32>| {
+            if choose && g.len() > MERGE_MAX_BOXES {
+                TreeParams {
+                    binth: BIG_BINTH,
+                    spfac: BIG_SPFAC,
+                    masked: Some(true),
+                    ..params
+                }
+            } else {
+                params
+            }
+        };
         let mut trees: Vec<Tree<S>> = groups
             .iter()
-            .map(|g| Tree::build(boxes, &table, g.clone(), params))
+            .map(|g| Tree::build(boxes, &table, g.clone(), tree_params(g)))
             .collect();
         let points = sample_points::<S>(boxes);
         merge_trees(boxes, &table, params, &points, &mut groups, &mut trees);
-        widen_trees(boxes, &table, params, &points, &groups, &mut trees);
+        let mut tparams: Vec<TreeParams> = groups.iter().map(tree_params).collect();
+        widen_trees(
+            boxes,
+            &table,
+            params,
+            &points,
+            &groups,
+            &mut trees,
+            &mut tparams,
+        );
+        if choose {
+            mask_trees(boxes, &table, &points, &groups, &mut trees, &tparams);
+        }
         Forest { trees, table }
     }
 
@@ -280,6 +409,11 @@ impl<S: Space> Forest<S> {
     /// Number of trees.
     pub fn tree_count(&self) -> usize {
         self.trees.len()
+    }
+
+    /// Trees that take masked steps.
+    pub fn masked_trees(&self) -> usize {
+        self.trees.iter().filter(|t| t.is_masked()).count()
     }
 
     /// Box copies stored in leaves.
@@ -423,6 +557,123 @@ mod tests {
         assert_eq!(pts.len(), bx.len());
         for (r, k) in f.table.rules.iter().zip(&pts) {
             assert!(V4::matches(r, k, &f.table.extras));
+        }
+    }
+
+    /// A tree cut by masked steps: most boxes sit in one /24 of the source field and one
+    /// in five spans it (source any), so the cuts of the source take the /24 block and an
+    /// outside child. Points inside the block, outside it (where only the wildcards can
+    /// match) and anywhere are answered as a linear scan answers, by single and burst
+    /// lookups, masked and plain.
+    #[test]
+    fn masked_steps_agree_with_linear() {
+        let mut rng = Lcg(11);
+        let block = 0x0a01_0200u128; // 10.1.2.0/24
+        let bx: Vec<GenericBox> = (0..600)
+            .map(|i| {
+                let mut lo = [0u128; 8];
+                let mut hi = [0u128; 8];
+                if i % 5 == 4 {
+                    // Source any, destination a /24-/32 in 192.168.0.0/16.
+                    (lo[0], hi[0]) = (0, u32::MAX as u128);
+                    let len = 24 + rng.below(9) as u32;
+                    let x = 0xc0a8_0000 | rng.below(1 << 16) as u128;
+                    (lo[1], hi[1]) = prefix(x, len, 32);
+                } else {
+                    let len = 28 + rng.below(5) as u32;
+                    (lo[0], hi[0]) = prefix(block | rng.below(256) as u128, len, 32);
+                    (lo[1], hi[1]) = (0, u32::MAX as u128);
+                }
+                let p = rng.below(1024) as u128;
+                (lo[3], hi[3]) = if rng.below(2) == 0 {
+                    (p, p)
+                } else {
+                    (0, 65535)
+                };
+                hi[2] = 65535;
+                (lo[4], hi[4]) = if rng.below(2) == 0 { (6, 6) } else { (0, 255) };
+                (hi[5], hi[6], hi[7]) = (VLAN_NONE as u128, VNI_NONE as u128, 1);
+                GenericBox { lo, hi }
+            })
+            .collect();
+        let masked = TreeParams {
+            masked: Some(true),
+            ..TreeParams::default()
+        };
+        let f = Forest::<V4>::build(&bx, masked);
+        let all: Vec<u32> = (0..bx.len() as u32).collect();
+        let t = Tree::build(&bx, &f.table, all, masked);
+        assert!(t.is_masked());
+        assert!(
+            t.block_cuts() > 0,
+            "no cut took a block smaller than its region"
+        );
+        let plain = Forest::<V4>::build(
+            &bx,
+            TreeParams {
+                masked: Some(false),
+                ..TreeParams::default()
+            },
+        );
+        let mut ps = Vec::new();
+        for _ in 0..6000 {
+            let mut p = point(&mut rng, &bx);
+            match rng.below(3) {
+                // Outside the block: below or above it.
+                0 => p[0] = rng.below(block as u64) as u128,
+                1 => p[0] = block + 256 + rng.below(0xffff_ffff - block as u64 - 256) as u128,
+                _ => {}
+            }
+            ps.push(p);
+        }
+        let mut outside_hits = 0;
+        for group in ps.chunks_exact(8) {
+            let keys: [_; 8] = std::array::from_fn(|i| V4::key(&group[i]));
+            let got = f.lookup_n(keys.each_ref());
+            let got_plain = plain.lookup_n(keys.each_ref());
+            for (i, p) in group.iter().enumerate() {
+                let want = first_match(&bx, p);
+                let k = &keys[i];
+                assert_eq!(f.lookup(k, u32::MAX), want, "{p:?}");
+                assert_eq!(got[i], want, "{p:?} (group)");
+                assert_eq!(got_plain[i], want, "{p:?} (plain)");
+                assert_eq!(t.lookup(&f.table, k, u32::MAX), want, "{p:?} (one tree)");
+                let outside = p[0] < block || p[0] > block + 255;
+                outside_hits += (outside && want != u32::MAX) as usize;
+            }
+        }
+        assert!(
+            outside_hits > 100,
+            "too few matches outside the block: {outside_hits}"
+        );
+    }
+
+    /// Random firewall-like sets with masked steps forced on every tree.
+    #[test]
+    fn forced_masked_forests_agree_with_linear() {
+        for seed in 20..=30 {
+            let mut rng = Lcg(seed);
+            let n = 50 + rng.below(600) as usize;
+            let bx = boxes(&mut rng, n, 32);
+            for binth in [1, 8, 16] {
+                let params = TreeParams {
+                    binth,
+                    spfac: [2, 4, 16][seed as usize % 3],
+                    masked: Some(true),
+                    ..TreeParams::default()
+                };
+                let f = Forest::<V4>::build(&bx, params);
+                for _ in 0..300 {
+                    let ps: [[u128; 8]; 8] = std::array::from_fn(|_| point(&mut rng, &bx));
+                    let keys = ps.map(|p| V4::key(&p));
+                    let got = f.lookup_n(keys.each_ref());
+                    for (i, p) in ps.iter().enumerate() {
+                        let want = first_match(&bx, p);
+                        assert_eq!(f.lookup(&keys[i], u32::MAX), want, "seed {seed} {p:?}");
+                        assert_eq!(got[i], want, "seed {seed} {p:?} (group)");
+                    }
+                }
+            }
         }
     }
 

@@ -198,6 +198,8 @@ pub struct BuildStats {
     pub trees: usize,
     /// Box copies in leaves (boxes × replication).
     pub leaf_entries: usize,
+    /// Trees that take masked steps (IPv4 only).
+    pub masked_trees: usize,
 }
 
 impl fmt::Debug for Ruleset {
@@ -233,6 +235,19 @@ impl Ruleset {
                 binth,
                 spfac,
                 root_budget,
+                ..TreeParams::default()
+            },
+        )
+    }
+
+    /// Compiles with masked steps forced on (`true`) or off (`false`) in every IPv4 tree,
+    /// instead of chosen per tree: for tests and tuning.
+    #[doc(hidden)]
+    pub fn compile_masked(policy: &ValidatedPolicy, masked: bool) -> Result<Ruleset, CompileError> {
+        Self::compile_with(
+            policy,
+            TreeParams {
+                masked: Some(masked),
                 ..TreeParams::default()
             },
         )
@@ -308,6 +323,8 @@ impl Ruleset {
                 + monitor_c
                     .as_ref()
                     .map_or(0, |m| m.v4.leaf_entries() + m.v6.leaf_entries()),
+            masked_trees: enforce_c.v4.masked_trees()
+                + monitor_c.as_ref().map_or(0, |m| m.v4.masked_trees()),
         };
         let hits = HitCounters::new(meta.len() + 1);
         let by_id = IdIndex::new(policy.rules.iter().map(|r| r.id));

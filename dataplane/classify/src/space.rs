@@ -215,6 +215,10 @@ pub(crate) trait Space: Sized {
     /// A child slot from `(e >> 10) + field_shr(key, e)` (arithmetic shift, wrapping add):
     /// the layout's cut fields decide how many of its bits are exact.
     fn wrap_index(slot: u64) -> usize;
+    /// Whether trees of this layout may take masked steps (every cut field fits 32 bits).
+    const MASKED_STEPS: bool;
+    /// Cut field `d` of the key, `d` read from bits 5-7 of `e` (masked steps only).
+    fn field32(key: &Self::Key, e: u64) -> u32;
     /// Whether the box contains the point.
     fn matches(r: &Self::Rule, key: &Self::Key, extras: &[Extras]) -> bool;
     /// The lane form of up to [`LANES`] boxes (`None`: an empty lane).
@@ -361,6 +365,13 @@ impl Space for V4 {
         // IPv4 shifts are below 32: the low 5 bits are the whole shift, and a 32-bit shift
         // by a register reads only those.
         key.f[(e as u8 >> 5) as usize].wrapping_shr(e as u32) as u64
+    }
+
+    const MASKED_STEPS: bool = true;
+
+    #[inline(always)]
+    fn field32(key: &KeyV4, e: u64) -> u32 {
+        key.f[(e as u8 >> 5) as usize]
     }
 
     /// Exact: `lo >> shift` is below 2^32, so `base - (lo >> shift)` fits the entry's 54
@@ -701,6 +712,18 @@ impl Space for V6 {
         match d {
             0 | 1 => (key.addr[d] >> shift) as u64,
             2..=4 => (key.f[d] >> shift) as u64,
+            _ => 0,
+        }
+    }
+
+    /// Addresses do not fit 32 bits: IPv6 trees take plain steps only.
+    const MASKED_STEPS: bool = false;
+
+    /// The low 32 bits of the field (never used: see [`Space::MASKED_STEPS`]).
+    fn field32(key: &KeyV6, e: u64) -> u32 {
+        match (e as u8 >> 5) as usize {
+            d @ 0..=1 => key.addr[d] as u32,
+            d @ 2..=4 => key.f[d],
             _ => 0,
         }
     }

@@ -25,6 +25,9 @@ pub(crate) struct TreeParams {
     /// Extra budget (box copies + child slots) for the root's cut: one wide root cut saves a
     /// level for every lookup at a memory cost paid once.
     pub root_budget: usize,
+    /// Masked address steps (IPv4 only, see [`MaskedEntry`]): `None` lets the forest choose
+    /// per tree by its cost estimate, `Some(m)` forces every tree (tests and tuning).
+    pub masked: Option<bool>,
 }
 
 impl Default for TreeParams {
@@ -35,6 +38,7 @@ impl Default for TreeParams {
             max_cut_bits: 15,
             max_depth: 40,
             root_budget: 0,
+            masked: None,
         }
     }
 }
@@ -82,6 +86,75 @@ fn leaf_slot(e: u64) -> usize {
 /// The empty leaf (every tree has it, at the start of `ptrs`).
 const EMPTY_LEAF: u64 = (LEAF_DIM as u64) << ENTRY_DIM_SHIFT;
 
+/// Entries of a masked tree (IPv4 only): two words read by one step, side by side in the
+/// same 16 bytes, so the second word costs no extra dependent load.
+///
+/// A masked node cuts only the aligned block of its cut field that its rules occupy (the
+/// common prefix of their ranges within the node's region), not the whole region: rules
+/// that span the whole region in that field (wildcards there) are the only ones a packet
+/// outside the block can match, and they get one more child, the *outside* child, after
+/// the block's children. Cutting the block instead of the region puts every child slot
+/// where rules are (a plain cut of a /8 region whose rules sit in one /24 spends almost all
+/// of its fan-out on copies of the wildcards) and lets the same budget cut deeper bits.
+///
+/// - word 0: bits 0-4 the shift, bits 5-7 the cut field, bit 9 (leaves only) "the leaf
+///   continues in the next chunk", bits 10-63 `base`, the slot of the first child;
+/// - word 1: bits 0-31 `block`, the block's first value, bits 32-63 `fan`, the number of
+///   block children (the outside child, when there is one, is at `base + fan`).
+///
+/// The child is `base + min((key - block) >> shift, fan)` in 32-bit wrapping arithmetic: a
+/// key below the block wraps to a large value, one above it shifts to `fan` or more, both
+/// land on the outside child. A node whose block is its whole region (nothing to mask) is
+/// the same step with `block` = region start: a key reaching it lies in the region, so the
+/// minimum never applies and it has no outside child.
+///
+/// A leaf is `[leaf_entry(slot), chunk << 32]`: field [`LEAF_DIM`] reads 0, `block` is 0 and
+/// `fan` is the chunk index, so its step gives `base + min(0, chunk) = slot`, itself (the
+/// lockstep walk of [`ENTRY_BASE_SHIFT`] works unchanged).
+type MaskedEntry = [u64; 2];
+
+const MASKED_MULTI_BIT: u32 = 9;
+
+#[inline(always)]
+fn masked_leaf(slot: usize, chunk: u64, multi: bool) -> MaskedEntry {
+    [
+        leaf_entry(slot) | (multi as u64) << MASKED_MULTI_BIT,
+        chunk << 32,
+    ]
+}
+
+const EMPTY_MASKED_LEAF: MaskedEntry = [EMPTY_LEAF, 0];
+
+#[inline(always)]
+fn masked_inner(base: usize, dim: usize, shift: u32, block: u128, fan: usize) -> MaskedEntry {
+    debug_assert!(dim < LEAF_DIM && shift < 32 && block <= u32::MAX as u128);
+    [
+        (base as u64) << ENTRY_BASE_SHIFT | (dim as u64) << ENTRY_DIM_SHIFT | shift as u64,
+        block as u64 | (fan as u64) << 32,
+    ]
+}
+
+/// The slot of the child of `e` that `key` goes to (a leaf's own slot).
+#[inline(always)]
+fn masked_child<S: Space>(e: MaskedEntry, key: &S::Key) -> usize {
+    let x = S::field32(key, e[0])
+        .wrapping_sub(e[1] as u32)
+        .wrapping_shr(e[0] as u32);
+    let child = x.min((e[1] >> 32) as u32);
+    (e[0] >> ENTRY_BASE_SHIFT) as usize + child as usize
+}
+
+#[inline(always)]
+fn masked_step<S: Space>(ptrs: &[MaskedEntry], e: MaskedEntry, key: &S::Key) -> MaskedEntry {
+    ptrs[masked_child::<S>(e, key)]
+}
+
+/// The chunk word (see [`Tree::chunk_of`]) of a masked leaf entry.
+#[inline(always)]
+fn masked_chunk_of(e: MaskedEntry) -> u64 {
+    (e[1] >> 32) | (e[0] >> MASKED_MULTI_BIT & 1) << 63
+}
+
 #[inline(always)]
 fn inner(base: usize, dim: usize, shift: u32, lo: u128) -> u64 {
     debug_assert!(base < u32::MAX as usize && dim < LEAF_DIM && shift < 128);
@@ -108,12 +181,18 @@ const MULTI_CHUNK: u64 = 1 << 63;
 pub(crate) struct Tree<S: Space> {
     root: u64,
     ptrs: Vec<u64>,
+    /// Whether the tree is masked: then `mroot` and `mptrs` hold it and `ptrs` is empty.
+    masked: bool,
+    mroot: MaskedEntry,
+    mptrs: Vec<MaskedEntry>,
     chunks: Vec<Chunk<S::Lanes>>,
     /// Smallest box index in the tree: a packet that already matched a box before it has
     /// nothing to find here.
     min_box: u32,
     /// Box copies in leaves.
     entries: usize,
+    /// Nodes that cut a block smaller than their region (with an outside child).
+    block_cuts: usize,
 }
 
 /// The boxes of a forest in lookup form, and their out-of-line VLAN/VNI/direction limits.
@@ -133,7 +212,7 @@ struct Builder<'a, S: Space> {
     params: TreeParams,
     tree: Tree<S>,
     /// Leaf entry of each distinct member list.
-    leaf_dedup: HashMap<Vec<u32>, u64>,
+    leaf_dedup: HashMap<Vec<u32>, MaskedEntry>,
     /// Give up once leaves hold more box copies than this (a trial build).
     max_entries: usize,
 }
@@ -175,6 +254,7 @@ impl<S: Space> Tree<S> {
             *col = boxes.iter().map(|b| (b.lo[d], b.hi[d])).collect();
         }
         let min_box = members.first().copied().unwrap_or(u32::MAX);
+        let masked = S::MASKED_STEPS && params.masked == Some(true);
         let mut b = Builder::<S> {
             rules: &table.rules,
             cols,
@@ -183,7 +263,18 @@ impl<S: Space> Tree<S> {
             tree: Tree {
                 root: EMPTY_LEAF,
                 // The empty leaf: itself, then chunk 0.
-                ptrs: vec![EMPTY_LEAF, 0],
+                ptrs: if masked {
+                    Vec::new()
+                } else {
+                    vec![EMPTY_LEAF, 0]
+                },
+                masked,
+                mroot: EMPTY_MASKED_LEAF,
+                mptrs: if masked {
+                    vec![EMPTY_MASKED_LEAF]
+                } else {
+                    Vec::new()
+                },
                 // Chunk 0: the empty leaf. About one chunk per box is typical (ClassBench
                 // sets: 0.6-1.2); reserving that up front saves the copies of a growing
                 // vector of 320-byte chunks.
@@ -196,19 +287,22 @@ impl<S: Space> Tree<S> {
                 }],
                 min_box,
                 entries: 0,
+                block_cuts: 0,
             },
             leaf_dedup: HashMap::new(),
             max_entries,
         };
-        b.leaf_dedup.insert(Vec::new(), EMPTY_LEAF);
+        b.leaf_dedup.insert(Vec::new(), EMPTY_MASKED_LEAF);
         b.tree.chunks.reserve(members.len().min(1 << 16));
         let root = b.node(&members, [0; 5], S::BITS, 0);
         if b.tree.entries > b.max_entries {
             return None;
         }
-        b.tree.root = root;
+        b.tree.root = root[0];
+        b.tree.mroot = root;
         let mut t = b.tree;
         t.ptrs.shrink_to_fit();
+        t.mptrs.shrink_to_fit();
         t.chunks.shrink_to_fit();
         Some(t)
     }
@@ -257,6 +351,13 @@ impl<S: Space> Tree<S> {
     /// Chunk index of the leaf `key` falls in.
     #[inline(always)]
     fn leaf_of(&self, key: &S::Key) -> u64 {
+        if self.masked {
+            let mut e = self.mroot;
+            while !is_leaf(e[0]) {
+                e = masked_step::<S>(&self.mptrs, e, key);
+            }
+            return masked_chunk_of(e);
+        }
         let mut e = self.root;
         while !is_leaf(e) {
             e = step::<S>(&self.ptrs, e, key);
@@ -274,6 +375,15 @@ impl<S: Space> Tree<S> {
     /// Chunk indices of the leaves of `N` keys, walked in lockstep (see [`ENTRY_BASE_SHIFT`]).
     #[inline(always)]
     fn leaves_of<const N: usize>(&self, keys: [&S::Key; N]) -> [u64; N] {
+        if self.masked {
+            let mut e = [self.mroot; N];
+            while !is_leaf(e.iter().fold(!0, |a, x| a & x[0])) {
+                for i in 0..N {
+                    e[i] = masked_step::<S>(&self.mptrs, e[i], keys[i]);
+                }
+            }
+            return e.map(masked_chunk_of);
+        }
         let mut e = [self.root; N];
         while !is_leaf(e.iter().fold(!0, |a, &x| a & x)) {
             for i in 0..N {
@@ -315,13 +425,23 @@ impl<S: Space> Tree<S> {
         if bound <= self.min_box {
             return (0, 0);
         }
-        let mut e = self.root;
         let mut nodes = 0;
-        while !is_leaf(e) {
-            e = step::<S>(&self.ptrs, e, key);
-            nodes += 1;
-        }
-        let mut c = self.chunk_of(e) as u32 as usize;
+        let w = if self.masked {
+            let mut e = self.mroot;
+            while !is_leaf(e[0]) {
+                e = masked_step::<S>(&self.mptrs, e, key);
+                nodes += 1;
+            }
+            masked_chunk_of(e)
+        } else {
+            let mut e = self.root;
+            while !is_leaf(e) {
+                e = step::<S>(&self.ptrs, e, key);
+                nodes += 1;
+            }
+            self.chunk_of(e)
+        };
+        let mut c = w as u32 as usize;
         let mut scanned = 1;
         loop {
             let ch = &self.chunks[c];
@@ -355,7 +475,20 @@ impl<S: Space> Tree<S> {
     /// Heap bytes held.
     pub fn memory_bytes(&self) -> usize {
         use std::mem::size_of;
-        self.ptrs.capacity() * 8 + self.chunks.capacity() * size_of::<Chunk<S::Lanes>>()
+        self.ptrs.capacity() * 8
+            + self.mptrs.capacity() * 16
+            + self.chunks.capacity() * size_of::<Chunk<S::Lanes>>()
+    }
+
+    /// Whether the tree takes masked steps.
+    pub fn is_masked(&self) -> bool {
+        self.masked
+    }
+
+    /// Nodes that cut a block smaller than their region.
+    #[cfg(test)]
+    pub fn block_cuts(&self) -> usize {
+        self.block_cuts
     }
 
     /// Number of boxes stored in leaves (with replication).
@@ -364,20 +497,33 @@ impl<S: Space> Tree<S> {
     }
 }
 
+/// A chosen cut: field, fan-out bits, and the aligned block of the field that is cut (the
+/// node's whole region unless the tree is masked and the node's rules sit in a smaller one).
+struct Cut {
+    dim: usize,
+    k: u32,
+    block_lo: u128,
+    block_bits: u32,
+}
+
 impl<S: Space> Builder<'_, S> {
-    fn leaf(&mut self, members: &[u32]) -> u64 {
+    fn leaf(&mut self, members: &[u32]) -> MaskedEntry {
         if let Some(&e) = self.leaf_dedup.get(members) {
             return e;
         }
         let t = &mut self.tree;
         let first = t.chunks.len() as u64;
-        let entry = leaf_entry(t.ptrs.len());
-        let multi = if members.len() > LANES {
-            MULTI_CHUNK
+        let multi = members.len() > LANES;
+        let e = if t.masked {
+            let e = masked_leaf(t.mptrs.len(), first, multi);
+            t.mptrs.push(e);
+            e
         } else {
-            0
+            let entry = leaf_entry(t.ptrs.len());
+            t.ptrs
+                .extend([entry, first | if multi { MULTI_CHUNK } else { 0 }]);
+            [entry, 0]
         };
-        t.ptrs.extend([entry, first | multi]);
         let runs = members.len().div_ceil(LANES);
         for (r, run) in members.chunks(LANES).enumerate() {
             let mut c = Chunk {
@@ -399,13 +545,18 @@ impl<S: Space> Builder<'_, S> {
             t.chunks.push(c);
         }
         t.entries += members.len();
-        self.leaf_dedup.insert(members.to_vec(), entry);
-        entry
+        self.leaf_dedup.insert(members.to_vec(), e);
+        e
     }
 
-    fn node(&mut self, members: &[u32], lo: [u128; 5], bits: [u32; 5], depth: u32) -> u64 {
+    fn node(&mut self, members: &[u32], lo: [u128; 5], bits: [u32; 5], depth: u32) -> MaskedEntry {
+        let empty = if self.tree.masked {
+            EMPTY_MASKED_LEAF
+        } else {
+            [EMPTY_LEAF, 0]
+        };
         if self.tree.entries > self.max_entries {
-            return EMPTY_LEAF;
+            return empty;
         }
         let hi: [u128; 5] = std::array::from_fn(|d| region_hi(lo[d], bits[d]));
         // Everything after a box covering the whole region is unreachable here.
@@ -423,19 +574,27 @@ impl<S: Space> Builder<'_, S> {
         if n <= self.params.binth || depth >= self.params.max_depth {
             return self.leaf(members);
         }
-        let Some((dim, k)) = self.choose_cut(members, &lo, &hi, &bits, depth) else {
+        let Some(cut) = self.choose_cut(members, &lo, &hi, &bits, depth) else {
             return self.leaf(members);
         };
-        let shift = bits[dim] - k;
-        let fan = 1usize << k;
+        let dim = cut.dim;
+        let (blo, bbits) = (cut.block_lo, cut.block_bits);
+        let bhi = region_hi(blo, bbits);
+        // Masked cut of a block smaller than the region: one more child for the keys
+        // outside the block, holding the boxes that span the region in this field.
+        let outside = bbits < bits[dim];
+        let shift = bbits - cut.k;
+        let fan = 1usize << cut.k;
         // The children's member lists, back to back in one buffer (counted first, then
         // filled in member order so each list stays in priority order): three allocations
-        // per node instead of one growing vector per child.
+        // per node instead of one growing vector per child. A box that is not in the block
+        // spans the region (the block holds every other box), so clipping to the block
+        // loses nothing.
         let col = &self.cols[dim];
         let span = |m: u32| {
-            let (blo, bhi) = col[m as usize];
-            let a = (blo.max(lo[dim]) - lo[dim]) >> shift;
-            let z = (bhi.min(hi[dim]) - lo[dim]) >> shift;
+            let (mlo, mhi) = col[m as usize];
+            let a = (mlo.max(blo) - blo) >> shift;
+            let z = (mhi.min(bhi) - blo) >> shift;
             (a as usize, z as usize)
         };
         let mut start = vec![0usize; fan + 1];
@@ -463,31 +622,72 @@ impl<S: Space> Builder<'_, S> {
             }
         }
         drop(fill);
-        let base = self.tree.ptrs.len();
-        let entry = inner(base, dim, shift, lo[dim]);
-        self.tree.ptrs.resize(base + fan, EMPTY_LEAF);
+        let wild: Vec<u32> = if outside {
+            members
+                .iter()
+                .copied()
+                .filter(|&m| {
+                    let (mlo, mhi) = col[m as usize];
+                    mlo <= lo[dim] && hi[dim] <= mhi
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.tree.block_cuts += outside as usize;
+        let base;
+        let entry;
+        if self.tree.masked {
+            base = self.tree.mptrs.len();
+            entry = masked_inner(base, dim, shift, blo, fan);
+            self.tree
+                .mptrs
+                .resize(base + fan + outside as usize, EMPTY_MASKED_LEAF);
+        } else {
+            debug_assert!(!outside);
+            base = self.tree.ptrs.len();
+            entry = [inner(base, dim, shift, blo), 0];
+            self.tree.ptrs.resize(base + fan, EMPTY_LEAF);
+        }
         let mut cbits = bits;
         cbits[dim] = shift;
         for c in 0..fan {
             let list = &lists[start[c]..start[c + 1]];
             let mut clo = lo;
-            clo[dim] = lo[dim] + ((c as u128) << shift);
+            clo[dim] = blo + ((c as u128) << shift);
             let p = if list.is_empty() {
-                EMPTY_LEAF
+                empty
             } else {
                 self.node(list, clo, cbits, depth + 1)
             };
-            self.tree.ptrs[base + c] = p;
+            self.set_child(base + c, p);
+        }
+        if outside && !wild.is_empty() {
+            // Keys outside the block but inside the region: the region stays the parent's
+            // (every box here spans it in this field, so no later cut picks this field).
+            let p = self.node(&wild, lo, bits, depth + 1);
+            self.set_child(base + fan, p);
         }
         entry
     }
 
-    /// The (field, fan-out bits) with the smallest largest child under the space bound.
+    fn set_child(&mut self, slot: usize, e: MaskedEntry) {
+        if self.tree.masked {
+            self.tree.mptrs[slot] = e;
+        } else {
+            self.tree.ptrs[slot] = e[0];
+        }
+    }
+
+    /// The cut (field, fan-out bits, block) with the smallest largest child under the space
+    /// bound.
     ///
     /// Along one field, finer cuts never enlarge the largest child, and the total of box
     /// copies grows with the fan-out: so per field the best cut is the finest one within the
     /// budget, found by binary search; the field whose cut leaves the smallest largest child
-    /// (then the fewest copies) wins.
+    /// (then the fewest copies) wins. In a masked tree each field is cut within its block:
+    /// the aligned block holding every box that does not span the region, plus one outside
+    /// child (one slot, and a copy of each spanning box).
     fn choose_cut(
         &self,
         members: &[u32],
@@ -495,7 +695,7 @@ impl<S: Space> Builder<'_, S> {
         hi: &[u128; 5],
         bits: &[u32; 5],
         depth: u32,
-    ) -> Option<(usize, u32)> {
+    ) -> Option<Cut> {
         let n = members.len();
         let budget = self.params.spfac * n
             + if depth == 0 {
@@ -503,53 +703,82 @@ impl<S: Space> Builder<'_, S> {
             } else {
                 0
             };
-        let mut best: Option<(usize, usize, usize, u32)> = None; // (max child, sum, dim, k)
+        // (max child, sum, cut) of the best cut so far.
+        let mut best: Option<(usize, usize, Cut)> = None;
         let mut diff: Vec<i32> = Vec::new();
         let mut offs: Vec<(u128, u128)> = Vec::with_capacity(n);
         let mut offs64: Vec<(u64, u64)> = Vec::with_capacity(n);
         for d in 0..5 {
-            let kmax = bits[d].min(self.params.max_cut_bits);
-            if kmax == 0 {
-                continue;
-            }
             let col = &self.cols[d];
             // Each box clipped to the region, as offsets from its start (computed once per
             // field; the fan-out search below only shifts them).
             let full = hi[d] - lo[d];
             offs.clear();
-            let mut spans_all = true;
+            let mut wild = 0usize;
+            let (mut amin, mut zmax) = (u128::MAX, 0u128);
             for &m in members {
                 let (blo, bhi) = col[m as usize];
                 let a = blo.max(lo[d]) - lo[d];
                 let z = bhi.min(hi[d]) - lo[d];
-                spans_all &= a == 0 && z == full;
+                if a == 0 && z == full {
+                    wild += 1;
+                } else {
+                    amin = amin.min(a);
+                    zmax = zmax.max(z);
+                }
                 offs.push((a, z));
             }
             // A field every box spans entirely cannot separate anything.
-            if spans_all {
+            if wild == n {
                 continue;
             }
+            // The block: the aligned power of two holding [amin, zmax] (their common
+            // prefix), as offsets in the region.
+            let (mut fbits, mut boff, mut extra) = (bits[d], 0u128, 0usize);
+            if self.tree.masked {
+                let x = amin ^ zmax;
+                let bb = 128 - x.leading_zeros();
+                if bb < bits[d] {
+                    fbits = bb;
+                    boff = amin & !region_hi(0, bb);
+                    extra = wild;
+                    let top = region_hi(0, bb);
+                    for o in offs.iter_mut() {
+                        *o = if o.0 == 0 && o.1 == full {
+                            (0, top)
+                        } else {
+                            (o.0 - boff, o.1 - boff)
+                        };
+                    }
+                }
+            }
+            let kmax = fbits.min(self.params.max_cut_bits);
+            if kmax == 0 {
+                continue;
+            }
+            let slots = (fbits < bits[d]) as usize;
             // Narrow to u64 when the region allows (all IPv4 fields): u128 shifts are slow.
-            let narrow = bits[d] <= 64;
+            let narrow = fbits <= 64;
             if narrow {
                 offs64.clear();
                 offs64.extend(offs.iter().map(|&(a, z)| (a as u64, z as u64)));
             }
             // Box copies if field d is cut into 2^k children.
             let copies = |k: u32| -> usize {
-                let shift = bits[d] - k;
-                if narrow {
-                    offs64
-                        .iter()
-                        .map(|&(a, z)| ((z >> shift) - (a >> shift)) as usize + 1)
-                        .sum()
-                } else {
-                    offs.iter()
-                        .map(|&(a, z)| ((z >> shift) - (a >> shift)) as usize + 1)
-                        .sum()
-                }
+                let shift = fbits - k;
+                extra
+                    + if narrow {
+                        offs64
+                            .iter()
+                            .map(|&(a, z)| ((z >> shift) - (a >> shift)) as usize + 1)
+                            .sum::<usize>()
+                    } else {
+                        offs.iter()
+                            .map(|&(a, z)| ((z >> shift) - (a >> shift)) as usize + 1)
+                            .sum::<usize>()
+                    }
             };
-            let fits = |k: u32| copies(k) + (1usize << k) <= budget;
+            let fits = |k: u32| copies(k) + (1usize << k) + slots <= budget;
             let (mut ok, mut bad) = (1u32, kmax + 1);
             if fits(kmax) {
                 ok = kmax;
@@ -564,11 +793,11 @@ impl<S: Space> Builder<'_, S> {
                 }
             }
             let k = ok;
-            let shift = bits[d] - k;
+            let shift = fbits - k;
             let fan = 1usize << k;
             diff.clear();
             diff.resize(fan + 1, 0);
-            let mut sum = 0usize;
+            let mut sum = extra;
             for &(a, z) in &offs {
                 let a = (a >> shift) as usize;
                 let z = (z >> shift) as usize;
@@ -577,16 +806,26 @@ impl<S: Space> Builder<'_, S> {
                 diff[z + 1] -= 1;
             }
             let mut run = 0i32;
-            let mut max = 0i32;
+            let mut max = extra as i32;
             for &x in &diff[..fan] {
                 run += x;
                 max = max.max(run);
             }
             let max = max as usize;
-            if max < n && best.is_none_or(|(bm, bs, _, _)| (max, sum) < (bm, bs)) {
-                best = Some((max, sum, d, k));
+            if max < n
+                && best
+                    .as_ref()
+                    .is_none_or(|(bm, bs, _)| (max, sum) < (*bm, *bs))
+            {
+                let cut = Cut {
+                    dim: d,
+                    k,
+                    block_lo: lo[d] + boff,
+                    block_bits: fbits,
+                };
+                best = Some((max, sum, cut));
             }
         }
-        best.map(|(_, _, d, k)| (d, k))
+        best.map(|(_, _, c)| c)
     }
 }

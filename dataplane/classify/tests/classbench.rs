@@ -14,6 +14,12 @@ fn data(name: &str) -> PathBuf {
 }
 
 fn check(set: &str) {
+    check_with(set, None);
+}
+
+/// `masked`: `None` compiles as deployed (masked steps chosen per tree), `Some(m)` forces
+/// them on or off in every tree.
+fn check_with(set: &str, masked: Option<bool>) {
     let rules = load_rules(&data(&format!("{set}.rules"))).unwrap();
     let trace = load_trace(&data(&format!("{set}.trace.gz"))).unwrap();
     assert!(
@@ -21,7 +27,10 @@ fn check(set: &str) {
         "{set}: data missing"
     );
     let policy = to_policy(&rules);
-    let rs = Ruleset::compile(&policy).unwrap();
+    let rs = match masked {
+        None => Ruleset::compile(&policy).unwrap(),
+        Some(m) => Ruleset::compile_masked(&policy, m).unwrap(),
+    };
     let oracle = Linear::new(&policy);
     let pkts: Vec<PacketFields> = trace.iter().map(|p| p.fields()).collect();
     let mut got = vec![0u32; pkts.len()];
@@ -77,4 +86,18 @@ fn fw1_1k_agrees_with_linear() {
 #[test]
 fn acl1_10k_agrees_with_linear() {
     check("acl1_10k");
+}
+
+#[test]
+fn masked_steps_everywhere_agree_with_linear() {
+    for set in ["acl1_1k", "fw1_1k", "acl1_10k"] {
+        check_with(set, Some(true));
+    }
+}
+
+#[test]
+fn plain_steps_everywhere_agree_with_linear() {
+    for set in ["acl1_1k", "fw1_1k", "acl1_10k"] {
+        check_with(set, Some(false));
+    }
 }

@@ -41,6 +41,26 @@ proptest! {
     }
 
     #[test]
+    fn masked_and_plain_steps_agree_too(
+        rules in prop::collection::vec(rule(), 0..60),
+        pkts in prop::collection::vec(packet(), 1..200),
+    ) {
+        // Every IPv4 tree masked, then none: both step forms answer as the oracle does.
+        let policy = policy(rules, Action::Drop);
+        let oracle = Linear::new(&policy);
+        for masked in [true, false] {
+            let rs = Ruleset::compile_masked(&policy, masked).unwrap();
+            let mut idx = vec![0u32; pkts.len()];
+            rs.classify_index_bulk(&pkts, &mut idx);
+            for (p, &i) in pkts.iter().zip(&idx) {
+                let want = oracle.classify(p);
+                prop_assert_eq!(rs.classify(p), want);
+                prop_assert_eq!(i, want.rule.unwrap_or(u32::MAX));
+            }
+        }
+    }
+
+    #[test]
     fn small_leaves_and_wide_fanout_agree_too(
         rules in prop::collection::vec(rule(), 0..60),
         pkts in prop::collection::vec(packet(), 1..200),

@@ -136,8 +136,9 @@ fn classify(a: &ClassifyArgs) -> anyhow::Result<ExitCode> {
         println!("memory_bytes: {}", rs.memory_bytes());
         println!("mpps:         {mpps:.2}");
         println!(
-            "(trees {}, boxes {}, leaf entries {}, {iters} passes of {} packets in bursts of {burst})",
+            "(trees {} ({} masked), boxes {}, leaf entries {}, {iters} passes of {} packets in bursts of {burst})",
             s.trees,
+            s.masked_trees,
             s.boxes,
             s.leaf_entries,
             pkts.len()
