@@ -4,7 +4,8 @@
 //! A lookup walks every tree and keeps the smallest box index (boxes are numbered in
 //! priority order), passing it down as a bound so later leaves stop early. Groups are then
 //! merged while a cost estimate on points drawn from the boxes says one tree costs less than
-//! two (see [`merge_trees`]).
+//! two (see [`merge_trees`]). IPv4 groups of more than 4,096 boxes get masked trees (see
+//! `tree.rs`); smaller ones get them where the estimate says so (see [`mask_trees`]).
 
 use crate::space::{extras_of, GenericBox, Space, NO_EXTRAS};
 use crate::tree::{BoxTable, Tree, TreeParams};

@@ -6,6 +6,10 @@
 //! (it can never be the first match there), stop at `binth` boxes, else pick the field and
 //! fan-out that minimise the largest child while total replication stays under
 //! `spfac × n`. Identical leaves are stored once.
+//!
+//! An IPv4 tree can instead be built *masked* (see [`MaskedEntry`]): each cut covers only the
+//! aligned block of its field that the node's boxes occupy, and keys outside it go to one
+//! extra child holding the boxes that span the field. The forest chooses per tree.
 
 use std::collections::HashMap;
 
