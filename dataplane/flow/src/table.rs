@@ -636,6 +636,9 @@ impl FlowTable {
             None => (false, 0),
         };
         let mut tracking = true;
+        // Counted in a local and stored once: `out` lives across the calls of the slow
+        // paths, so its field was written back to memory on every accepted packet.
+        let mut accepted = 0u32;
         for j in 0..n {
             let pk = &keys[j];
             let cand = self.scratch.cand[j];
@@ -644,8 +647,12 @@ impl FlowTable {
             // Exactly what `resolve` and the general case below do for it, without handles
             // or a second look at the record.
             if tracking && cand != NONE {
-                let i = cand as usize;
-                let f = &mut self.flows[i];
+                // One bounds check for the record and its counters: the two arrays are
+                // always `capacity` long, and `zip` of their `get_mut`s would still check
+                // each (the compiler cannot know the lengths agree).
+                let Some((f, c)) = record_pair(&mut self.flows, &mut self.counters, cand) else {
+                    unreachable!("a slot names a record")
+                };
                 if f.key == pk.key
                     && f.state as u8 > FlowState::New as u8
                     && now_t.wrapping_sub(f.last_seen) <= self.timeout[f.state as usize]
@@ -656,10 +663,9 @@ impl FlowTable {
                     let outcome = match state::advance(f, dir, pkt, self.modes) {
                         Ok(()) => {
                             f.last_seen = now_t;
-                            let c = &mut self.counters[i];
                             c.packets[dir.index()] = c.packets[dir.index()].wrapping_add(1);
                             c.bytes[dir.index()] += u64::from(pkt.frame_len);
-                            out.accepted += 1;
+                            accepted += 1;
                             continue;
                         }
                         // Not `New`: a refusal changes nothing (see `track_live`).
@@ -689,7 +695,7 @@ impl FlowTable {
                     {
                         match self.track_live(i, h.dir, &pkts[j], now_ns) {
                             TrackVerdict::Accept => {
-                                out.accepted += 1;
+                                accepted += 1;
                                 continue;
                             }
                             TrackVerdict::Drop(e) => Outcome::Refused(e),
@@ -706,6 +712,7 @@ impl FlowTable {
             };
             out.left += 1;
         }
+        out.accepted = accepted;
         self.scratch.inserted = [0; 4];
         out
     }
@@ -760,15 +767,15 @@ impl FlowTable {
             };
             self.scratch.cand[j] = cand;
             if cand != NONE {
-                let f = &self.flows[cand as usize];
+                let Some((f, c)) = record_pair_ref(&self.flows, &self.counters, cand) else {
+                    unreachable!("a slot names a record")
+                };
                 match pf {
                     Stage::None => {}
                     Stage::Prefetch => {
                         prefetch(f);
                         // `track` follows a hit: have its counters line on the way too.
-                        mem_prefetch::prefetch_write_data::<Counters, 3>(
-                            &self.counters[cand as usize],
-                        );
+                        mem_prefetch::prefetch_write_data::<Counters, 3>(c);
                     }
                     Stage::Hook(p) => p((f as *const Record).cast()),
                 }
@@ -1345,6 +1352,37 @@ impl FlowTable {
         self.sweep = 0;
         self.stats.removed += u64::from(self.stats.len);
         self.stats.len = 0;
+    }
+}
+
+/// Record `i` and its counters with one bounds check: against the shorter of the two arrays
+/// (they are equally long), which tells the compiler both indexings are in bounds.
+#[inline(always)]
+fn record_pair<'a>(
+    flows: &'a mut [Record],
+    counters: &'a mut [Counters],
+    i: u32,
+) -> Option<(&'a mut Record, &'a mut Counters)> {
+    let (i, n) = (i as usize, flows.len().min(counters.len()));
+    if i < n {
+        Some((&mut flows[..n][i], &mut counters[..n][i]))
+    } else {
+        None
+    }
+}
+
+/// [`record_pair`] for reading.
+#[inline(always)]
+fn record_pair_ref<'a>(
+    flows: &'a [Record],
+    counters: &'a [Counters],
+    i: u32,
+) -> Option<(&'a Record, &'a Counters)> {
+    let (i, n) = (i as usize, flows.len().min(counters.len()));
+    if i < n {
+        Some((&flows[..n][i], &counters[..n][i]))
+    } else {
+        None
     }
 }
 
