@@ -1,5 +1,7 @@
-//! The per-flow record: a 64-byte hot line plus 24 bytes of counters, so with the index
-//! (about 6 bytes a flow) the table stays under 96 bytes per flow.
+//! The per-flow record: one 64-byte line holding a compact key, the state and the counters.
+//! An IPv4 flow lives entirely in it; the first 12 bytes of an IPv6 flow's two addresses
+//! are kept apart (24 bytes, see [`crate::table`]), so with the index (about 6 bytes a flow)
+//! the table stays under 96 bytes per flow, and an IPv4 lookup touches one record line.
 
 use rampart_wire::FlowKey;
 
@@ -69,14 +71,80 @@ pub(crate) mod flag {
     pub const STRICT: u8 = 1 << 7;
 }
 
-/// The hot part of a flow: everything a lookup and a state update touch, in exactly one
-/// 64-byte cache line (the array is line-aligned), so a lookup costs one bucket line and one
-/// record line.
+/// [`Record::family`] of an IPv4 flow (both canonical addresses IPv4-mapped): the whole key
+/// is in the record.
+pub(crate) const FAMILY_V4: u8 = 0;
+/// [`Record::family`] of an IPv6 flow: the record's key holds the last 4 bytes of each
+/// address, the table's IPv6 address array the first 12 of each.
+pub(crate) const FAMILY_V6: u8 = 1;
+
+/// The compact canonical key of a record: 16 bytes, compared as two words.
+///
+/// `addrs` is the last four bytes of the source address (as a little-endian `u32`) in the
+/// high half and those of the destination in the low half — for an IPv4 flow the two
+/// addresses, for an IPv6 flow a part of them (with [`Record::family`] and the full
+/// addresses deciding). `tail` is [`FlowKey::words`]' last word: ports, protocol, segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub(crate) struct SlotKey {
+    pub(crate) addrs: u64,
+    pub(crate) tail: u64,
+}
+
+impl SlotKey {
+    /// The IP protocol number.
+    #[inline(always)]
+    pub(crate) fn proto(&self) -> u8 {
+        (self.tail >> 32) as u8
+    }
+
+    /// The key of an IPv4 `FlowKey` (canonical or not; segment 0).
+    #[cfg(test)]
+    pub(crate) fn v4(src: [u8; 4], dst: [u8; 4], proto: u8, src_port: u16, dst_port: u16) -> Self {
+        SlotKey {
+            addrs: u64::from(u32::from_le_bytes(src)) << 32 | u64::from(u32::from_le_bytes(dst)),
+            tail: u64::from(src_port) | u64::from(dst_port) << 16 | u64::from(proto) << 32,
+        }
+    }
+
+    /// The full key: for an IPv6 flow `v6` holds the first 12 bytes of the source address
+    /// then those of the destination (ignored for IPv4).
+    pub(crate) fn full(&self, family: u8, v6: &[u8; 24]) -> FlowKey {
+        let t = self.tail.to_le_bytes();
+        let (src, dst) = if family == FAMILY_V4 {
+            (
+                rampart_wire::map_v4(((self.addrs >> 32) as u32).to_le_bytes()),
+                rampart_wire::map_v4((self.addrs as u32).to_le_bytes()),
+            )
+        } else {
+            let mut a = [[0u8; 16]; 2];
+            a[0][..12].copy_from_slice(&v6[..12]);
+            a[0][12..].copy_from_slice(&((self.addrs >> 32) as u32).to_le_bytes());
+            a[1][..12].copy_from_slice(&v6[12..]);
+            a[1][12..].copy_from_slice(&(self.addrs as u32).to_le_bytes());
+            (a[0], a[1])
+        };
+        FlowKey {
+            src,
+            dst,
+            src_port: u16::from_le_bytes([t[0], t[1]]),
+            dst_port: u16::from_le_bytes([t[2], t[3]]),
+            proto: t[4],
+            segment: [t[5], t[6], t[7]],
+        }
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<SlotKey>() == 16);
+
+/// A flow: everything a lookup, a state update and the counters touch, in exactly one
+/// 64-byte cache line (the array is line-aligned), so a lookup of an established IPv4 flow
+/// costs one bucket line and one record line.
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]
 pub(crate) struct Record {
-    /// Canonical (direction-normalised) key.
-    pub(crate) key: FlowKey,
+    /// Canonical (direction-normalised) key, compact (see [`SlotKey`]).
+    pub(crate) key: SlotKey,
     /// Time of the last accepted packet in table ticks (2^20 ns), wrapping.
     pub(crate) last_seen: u32,
     /// Admitting rule; while the slot is free, the next free slot.
@@ -90,12 +158,16 @@ pub(crate) struct Record {
     pub(crate) flags: u8,
     /// Window-scale shift per direction: low nibble original, high nibble reply; 0xF = none.
     pub(crate) wscale: u8,
-    pub(crate) _pad: u8,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`]: the key compare checks it, so an IPv6 flow whose
+    /// compact key equals an IPv4 flow's never matches it.
+    pub(crate) family: u8,
+    /// Written by `track`, read by `rampartctl flows`.
+    pub(crate) counters: Counters,
 }
 
 const _: () = assert!(core::mem::size_of::<Record>() == 64);
 
-/// The cold part: per-direction counters, written by `track`, read by `rampartctl flows`.
+/// Per-direction counters.
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(C)]
 pub(crate) struct Counters {
@@ -108,14 +180,7 @@ const _: () = assert!(core::mem::size_of::<Counters>() == 24);
 
 impl Record {
     pub(crate) const FREE: Record = Record {
-        key: FlowKey {
-            src: [0; 16],
-            dst: [0; 16],
-            src_port: 0,
-            dst_port: 0,
-            proto: 0,
-            segment: [0; 3],
-        },
+        key: SlotKey { addrs: 0, tail: 0 },
         last_seen: 0,
         rule: 0,
         generation: 0,
@@ -123,7 +188,11 @@ impl Record {
         state: FlowState::Free,
         flags: 0,
         wscale: 0xff,
-        _pad: 0,
+        family: FAMILY_V4,
+        counters: Counters {
+            bytes: [0; 2],
+            packets: [0; 2],
+        },
     };
 }
 
@@ -132,16 +201,18 @@ impl Record {
 #[derive(Debug, Clone, Copy)]
 pub struct Flow<'a> {
     pub(crate) rec: &'a Record,
-    pub(crate) ctr: &'a Counters,
+    /// The first 12 bytes of the flow's IPv6 addresses (unused for IPv4).
+    pub(crate) v6: &'a [u8; 24],
 }
 
 impl Flow<'_> {
     /// The key in the direction of the packet that created the flow.
     pub fn key(&self) -> FlowKey {
+        let k = self.rec.key.full(self.rec.family, self.v6);
         if self.rec.flags & flag::ORIG_SWAPPED != 0 {
-            self.rec.key.reversed()
+            k.reversed()
         } else {
-            self.rec.key
+            k
         }
     }
 
@@ -169,12 +240,12 @@ impl Flow<'_> {
 
     /// Packets seen in a direction (32-bit, wrapping).
     pub fn packets(&self, dir: Direction) -> u32 {
-        self.ctr.packets[dir.index()]
+        self.rec.counters.packets[dir.index()]
     }
 
     /// Bytes seen in a direction.
     pub fn bytes(&self, dir: Direction) -> u64 {
-        self.ctr.bytes[dir.index()]
+        self.rec.counters.bytes[dir.index()]
     }
 
     /// Has seen traffic both ways (TCP: a completed handshake). Assured flows are never

@@ -238,7 +238,7 @@ pub(crate) fn advance(
         learn_edge(f, d, p, false);
         return Ok(());
     }
-    match f.key.proto {
+    match f.key.proto() {
         proto::UDP => {
             f.state = match (f.state, d) {
                 (FlowState::New, _) => FlowState::UdpUnreplied,
@@ -264,7 +264,7 @@ pub(crate) fn advance(
 pub(crate) fn open(f: &mut Record, p: &crate::PacketInfo, m: Modes) -> Result<(), TrackError> {
     debug_assert!(f.state == FlowState::New && f.wscale == 0xff && f.edge == [0; 2]);
     let d = Direction::Original;
-    match f.key.proto {
+    match f.key.proto() {
         proto::TCP => match p.tcp_flags & (tf::SYN | tf::ACK | tf::FIN | tf::RST) {
             tf::SYN => {
                 // As `tcp`: the originator's window scale offer is recorded and the reply
@@ -298,7 +298,7 @@ fn advance_slow(
     p: &crate::PacketInfo,
     m: Modes,
 ) -> Result<(), TrackError> {
-    match f.key.proto {
+    match f.key.proto() {
         proto::TCP => tcp(f, d, p, m),
         proto::ICMP | proto::ICMPV6 if f.state == FlowState::New => {
             if p.icmp_request {
@@ -478,8 +478,8 @@ fn check_window(f: &Record, d: Direction, p: &crate::PacketInfo) -> Result<(), T
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::SlotKey;
     use crate::PacketInfo;
-    use rampart_wire::FlowKey;
 
     /// The table gives what decoding the nibbles gives, for every byte and direction.
     #[test]
@@ -519,7 +519,7 @@ mod tests {
                         for wscale in [None, Some(0), Some(7), Some(14), Some(15), Some(200)] {
                             for (request, reply) in [(false, false), (true, false), (false, true)] {
                                 let mut f = Record::FREE;
-                                f.key = FlowKey::v4([10, 0, 0, 1], [10, 0, 0, 2], proto_no, 1, 2);
+                                f.key = SlotKey::v4([10, 0, 0, 1], [10, 0, 0, 2], proto_no, 1, 2);
                                 f.state = FlowState::New;
                                 f.flags = flags;
                                 f.rule = 7;

@@ -1,10 +1,15 @@
 //! The per-worker flow table: a bucketised hash index over a fixed array of flows.
 //!
 //! # Layout
-//! `flows` is a `Vec` of exactly `capacity` 64-byte, line-aligned records (key, state,
-//! timestamps, rule, generation), threaded into a free list through their `rule` field;
-//! `counters` holds the per-direction packet/byte counters (24 B) apart, so a lookup
-//! touches one bucket line and one record line. The index is an array of 64-byte buckets, each holding 15
+//! `flows` is a `Vec` of exactly `capacity` 64-byte, line-aligned records (a 16-byte compact
+//! key, state, timestamps, rule, generation and the per-direction packet/byte counters),
+//! threaded into a free list through their `rule` field, so a lookup of an IPv4 flow
+//! touches one bucket line and one record line. An IPv4 flow's record holds its whole key;
+//! an IPv6 flow's holds the last 4 bytes of each address, and the first 12 of each sit in
+//! `v6_addrs` (24 bytes a flow, allocated zeroed and written only for IPv6 flows, so a table
+//! of IPv4 flows never touches those pages), compared after the record's key matches. The
+//! record's family byte keeps the two apart: an IPv6 key never matches an IPv4 flow, even
+//! with equal compact keys and hashes. The index is an array of 64-byte buckets, each holding 15
 //! slots plus an overflow count. A slot is a `u32`: the flow's index + 1 in the low
 //! `idx_bits` bits, a hash signature in the rest (0 = empty). There are 1.5 slots per flow
 //! (about 6 B per flow), so a bucket is two-thirds full when the table is. An entry goes to
@@ -30,7 +35,9 @@
 use rampart_wire::FlowKey;
 
 use crate::config::{FlowConfig, FlowConfigError, Timeouts, MAX_CAPACITY};
-use crate::flow::{flag, Admission, Counters, Direction, Flow, Record, RuleId};
+use crate::flow::{
+    flag, Admission, Counters, Direction, Flow, Record, RuleId, SlotKey, FAMILY_V4, FAMILY_V6,
+};
 use crate::state::{self, FlowState, Modes, TrackError, TrackVerdict};
 use crate::PacketInfo;
 
@@ -190,25 +197,36 @@ struct Scratch {
     inserted: [u64; 4],
 }
 
-/// A packet key made ready for a lookup by [`FlowTable::prepare`]: canonicalised, hashed (with
-/// the table's seed, so only for the table that prepared it), and its home bucket prefetched.
+/// A packet key made ready for a lookup by [`FlowTable::prepare`]: canonicalised, made
+/// compact as a record stores it, hashed (with the table's seed, so only for the table that
+/// prepared it), and its home bucket prefetched. The lookup reads its first 32 bytes; the
+/// IPv6 address bytes after them only for an IPv6 key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
 pub struct PreparedKey {
-    key: FlowKey,
+    key: SlotKey,
     hash: u64,
     /// Home bucket of `hash` (kept: the lookup's two passes and an insert need it).
     home: u32,
     swapped: bool,
+    /// `FAMILY_V4` or `FAMILY_V6` (see `Record::family`).
+    family: u8,
+    /// The first 12 bytes of an IPv6 key's canonical source then destination address (the
+    /// last 4 of each are in `key`); zero for IPv4.
+    v6: [u8; 24],
 }
+
+const _: () = assert!(core::mem::size_of::<PreparedKey>() == 56);
 
 impl PreparedKey {
     /// The key as the packet carried it (before canonicalisation).
     #[inline]
     pub fn packet_key(&self) -> FlowKey {
+        let k = self.key.full(self.family, &self.v6);
         if self.swapped {
-            self.key.reversed()
+            k.reversed()
         } else {
-            self.key
+            k
         }
     }
 }
@@ -241,7 +259,9 @@ fn advised_vec<T: Copy>(n: usize, v: T, advice: &mut impl MemoryAdvice) -> Vec<T
 /// full-table policy. No method allocates after [`FlowTable::new`].
 pub struct FlowTable {
     flows: Vec<Record>,
-    counters: Vec<Counters>,
+    /// Per record: the first 12 bytes of an IPv6 flow's canonical source and destination
+    /// addresses.
+    v6_addrs: Vec<[u8; 24]>,
     buckets: Vec<Bucket>,
     nbuckets: u32,
     idx_mask: u32,
@@ -286,14 +306,15 @@ impl FlowTable {
             overflow: 0,
         };
         let flows = advised_vec(cap as usize, Record::FREE, advice);
-        let counters = advised_vec(cap as usize, Counters::default(), advice);
+        // Zeroed by the allocator, not written: pages of it are touched only by IPv6 flows.
+        let v6_addrs = vec![[0u8; 24]; cap as usize];
         let buckets = advised_vec(nbuckets as usize, empty, advice);
         let memory = (flows.len() * core::mem::size_of::<Record>()
-            + counters.len() * core::mem::size_of::<Counters>()
+            + v6_addrs.len() * 24
             + buckets.len() * 64) as u64;
         Ok(FlowTable {
             flows,
-            counters,
+            v6_addrs,
             buckets,
             nbuckets,
             idx_mask: (1 << idx_bits) - 1,
@@ -342,9 +363,8 @@ impl FlowTable {
     #[inline]
     fn hash(&self, k: &FlowKey) -> u64 {
         let w = k.words();
-        if w[0] == 0 && w[2] == 0 && w[1] as u32 == V4_MAPPED_WORD && w[3] as u32 == V4_MAPPED_WORD
-        {
-            return self.hash_v4(w[1] >> 32, w[3] >> 32, w[4]);
+        if is_v4_words(&w) {
+            return self.hash_v4((w[1] >> 32) << 32 | w[3] >> 32, w[4]);
         }
         // The seed goes into both operands so nobody who does not know it can pick a word
         // that zeroes a product (and so make the other word irrelevant).
@@ -355,14 +375,15 @@ impl FlowTable {
         mum(a ^ c ^ P[1], b ^ P[4])
     }
 
-    /// The hash of an IPv4 key from the only words that vary (`src` and `dst` as the high
-    /// halves of [`FlowKey::words`] 1 and 3, `tail` = word 4): two multiplies instead of four,
-    /// like wyhash on 16 bytes — one full 64×64→128 product of the seeded halves, then one
-    /// folded multiply of its two halves to mix. Seeded in both operands, as [`Self::hash`].
+    /// The hash of an IPv4 key from the only words that vary: its [`SlotKey`] (`addrs` = the
+    /// high halves of [`FlowKey::words`] 1 and 3, `tail` = word 4): two multiplies instead of
+    /// four, like wyhash on 16 bytes — one full 64×64→128 product of the seeded halves, then
+    /// one folded multiply of its two halves to mix. Seeded in both operands, as
+    /// [`Self::hash`].
     #[inline(always)]
-    fn hash_v4(&self, src: u64, dst: u64, tail: u64) -> u64 {
+    fn hash_v4(&self, addrs: u64, tail: u64) -> u64 {
         let k = &self.v4_keys;
-        let r = u128::from((src << 32 | dst) ^ k[0]) * u128::from(tail ^ k[1]);
+        let r = u128::from(addrs ^ k[0]) * u128::from(tail ^ k[1]);
         mum((r as u64) ^ k[2], ((r >> 64) as u64) ^ P[3])
     }
 
@@ -397,15 +418,20 @@ impl FlowTable {
         }
     }
 
-    /// Searches for a canonical key; returns the record index.
-    #[inline]
-    fn find(&self, ck: &FlowKey, h: u64) -> Option<u32> {
-        self.find_at(ck, h, self.home(h))
+    /// True if record `i` is the flow of `pk`: compact key, then family, then (IPv6 only)
+    /// the full addresses.
+    #[inline(always)]
+    fn is_flow_of(&self, i: usize, pk: &PreparedKey) -> bool {
+        let f = &self.flows[i];
+        f.key == pk.key
+            && f.family == pk.family
+            && (pk.family == FAMILY_V4 || self.v6_addrs.get(i) == Some(&pk.v6))
     }
 
-    /// [`Self::find`] with the home bucket of `h` already computed.
+    /// Searches for a prepared key; returns the record index.
     #[inline]
-    fn find_at(&self, ck: &FlowKey, h: u64, home: u32) -> Option<u32> {
+    fn find_at(&self, pk: &PreparedKey) -> Option<u32> {
+        let (h, home) = (pk.hash, pk.home);
         let want = self.sig(h);
         let probes = if self.buckets[home as usize].overflow == 0 {
             0
@@ -418,7 +444,7 @@ impl FlowTable {
             let mut m = self.matches(bucket, want);
             while m != 0 {
                 let i = (bucket.slots[m.trailing_zeros() as usize] & self.idx_mask) - 1;
-                if self.flows[i as usize].key == *ck {
+                if self.is_flow_of(i as usize, pk) {
                     return Some(i);
                 }
                 m &= m - 1;
@@ -450,10 +476,9 @@ impl FlowTable {
 
     /// Looks up one packet key. An expired flow is removed and reported as a miss.
     pub fn lookup(&mut self, key: &FlowKey, now_ns: u64) -> Option<Hit> {
-        let (ck, order) = key.canonical();
-        let h = self.hash(&ck);
-        let i = self.find(&ck, h)?;
-        self.hit_or_expire(i, order == rampart_wire::KeyOrder::Swapped, tick(now_ns))
+        let pk = self.prepare_with(key, Stage::None);
+        let i = self.find_at(&pk)?;
+        self.hit_or_expire(i, pk.swapped, tick(now_ns))
     }
 
     #[inline]
@@ -471,8 +496,8 @@ impl FlowTable {
     }
 
     /// Looks up a burst of packet keys, hiding memory latency: hash every key and prefetch its
-    /// bucket, then find signature matches and prefetch those records (and their counters,
-    /// which the `track` that follows a hit writes), then compare keys.
+    /// bucket, then find signature matches and prefetch those records (which hold the
+    /// counters the `track` that follows a hit writes), then compare keys.
     /// `out[i]` gets the result for `keys[i]`; `out` must be at least as long as `keys`.
     pub fn lookup_burst(&mut self, keys: &[FlowKey], now_ns: u64, out: &mut [Option<Hit>]) {
         self.lookup_burst_impl(keys, now_ns, out, Stage::Prefetch);
@@ -516,11 +541,35 @@ impl FlowTable {
     fn prepare_with(&self, key: &FlowKey, pf: Stage<'_>) -> PreparedKey {
         let (ck, order) = key.canonical();
         let hash = self.hash(&ck);
-        self.prepared(ck, hash, order == rampart_wire::KeyOrder::Swapped, pf)
+        let w = ck.words();
+        let compact = SlotKey {
+            addrs: (w[1] >> 32) << 32 | w[3] >> 32,
+            tail: w[4],
+        };
+        // IPv4 only if both addresses are IPv4-mapped (as `hash` decides): a key with one
+        // mapped address is IPv6, and keeps its full addresses.
+        let (family, v6) = if is_v4_words(&w) {
+            (FAMILY_V4, [0; 24])
+        } else {
+            let mut v6 = [0u8; 24];
+            v6[..12].copy_from_slice(&ck.src[..12]);
+            v6[12..].copy_from_slice(&ck.dst[..12]);
+            (FAMILY_V6, v6)
+        };
+        let swapped = order == rampart_wire::KeyOrder::Swapped;
+        self.prepared(compact, family, v6, hash, swapped, pf)
     }
 
     #[inline(always)]
-    fn prepared(&self, key: FlowKey, hash: u64, swapped: bool, pf: Stage<'_>) -> PreparedKey {
+    fn prepared(
+        &self,
+        key: SlotKey,
+        family: u8,
+        v6: [u8; 24],
+        hash: u64,
+        swapped: bool,
+        pf: Stage<'_>,
+    ) -> PreparedKey {
         let home = self.home(hash);
         let b = &self.buckets[home as usize];
         match pf {
@@ -533,13 +582,15 @@ impl FlowTable {
             hash,
             home,
             swapped,
+            family,
+            v6,
         }
     }
 
     /// [`Self::prepare`] for the IPv4 key `FlowKey::v4(src, dst, proto, src_port, dst_port)`
     /// (segment 0), as the parser's plain-IPv4 fast path gives it
     /// ([`rampart_wire::PlainIpv4`]): the same prepared key, canonicalised with one compare
-    /// and hashed from the four fields directly.
+    /// and made compact and hashed from the four fields directly.
     #[inline]
     pub fn prepare_v4(
         &self,
@@ -559,14 +610,12 @@ impl FlowTable {
         } else {
             (src, dst, src_port, dst_port)
         };
-        let tail = u64::from(sp) | u64::from(dp) << 16 | u64::from(proto) << 32;
-        let hash = self.hash_v4(
-            u64::from(u32::from_le_bytes(s)),
-            u64::from(u32::from_le_bytes(d)),
-            tail,
-        );
-        let key = FlowKey::v4(s, d, proto, sp, dp);
-        self.prepared(key, hash, swapped, Stage::Prefetch)
+        let key = SlotKey {
+            addrs: u64::from(u32::from_le_bytes(s)) << 32 | u64::from(u32::from_le_bytes(d)),
+            tail: u64::from(sp) | u64::from(dp) << 16 | u64::from(proto) << 32,
+        };
+        let hash = self.hash_v4(key.addrs, key.tail);
+        self.prepared(key, FAMILY_V4, [0; 24], hash, swapped, Stage::Prefetch)
     }
 
     /// [`Self::lookup_burst`] over keys already [`Self::prepare`]d: `out[i]` gets the result
@@ -647,13 +696,12 @@ impl FlowTable {
             // Exactly what `resolve` and the general case below do for it, without handles
             // or a second look at the record.
             if tracking && cand != NONE {
-                // One bounds check for the record and its counters: the two arrays are
-                // always `capacity` long, and `zip` of their `get_mut`s would still check
-                // each (the compiler cannot know the lengths agree).
-                let Some((f, c)) = record_pair(&mut self.flows, &mut self.counters, cand) else {
-                    unreachable!("a slot names a record")
-                };
+                let i = cand as usize;
+                // One bounds check: the counters are in the record.
+                let f = &mut self.flows[i];
                 if f.key == pk.key
+                    && f.family == pk.family
+                    && (pk.family == FAMILY_V4 || self.v6_addrs.get(i) == Some(&pk.v6))
                     && f.state as u8 > FlowState::New as u8
                     && now_t.wrapping_sub(f.last_seen) <= self.timeout[f.state as usize]
                     && (!check || f.generation == gen || restamp_if_kept(&mut keep, f, gen))
@@ -663,6 +711,7 @@ impl FlowTable {
                     let outcome = match state::advance(f, dir, pkt, self.modes) {
                         Ok(()) => {
                             f.last_seen = now_t;
+                            let c = &mut f.counters;
                             c.packets[dir.index()] = c.packets[dir.index()].wrapping_add(1);
                             c.bytes[dir.index()] += u64::from(pkt.frame_len);
                             accepted += 1;
@@ -767,16 +816,11 @@ impl FlowTable {
             };
             self.scratch.cand[j] = cand;
             if cand != NONE {
-                let Some((f, c)) = record_pair_ref(&self.flows, &self.counters, cand) else {
-                    unreachable!("a slot names a record")
-                };
+                let f = &self.flows[cand as usize];
                 match pf {
                     Stage::None => {}
-                    Stage::Prefetch => {
-                        prefetch(f);
-                        // `track` follows a hit: have its counters line on the way too.
-                        mem_prefetch::prefetch_write_data::<Counters, 3>(c);
-                    }
+                    // The record line holds the counters `track` writes after a hit.
+                    Stage::Prefetch => prefetch(f),
                     Stage::Hook(p) => p((f as *const Record).cast()),
                 }
             }
@@ -788,12 +832,12 @@ impl FlowTable {
     /// is removed and reported as a miss.
     #[inline(always)]
     fn resolve(&mut self, pk: &PreparedKey, cand: u32, now_t: u32) -> Option<Hit> {
-        let idx = if cand != NONE && self.flows[cand as usize].key == pk.key {
+        let idx = if cand != NONE && self.is_flow_of(cand as usize, pk) {
             Some(cand)
         } else if cand == NONE && self.buckets[pk.home as usize].overflow == 0 {
             None
         } else {
-            self.find_at(&pk.key, pk.hash, pk.home)
+            self.find_at(pk)
         };
         match idx {
             Some(i) => self.hit_or_expire(i, pk.swapped, now_t),
@@ -867,7 +911,7 @@ impl FlowTable {
         now_ns: u64,
     ) -> Result<Hit, InsertError> {
         let now_t = tick(now_ns);
-        if let Some(i) = self.find_at(&pk.key, pk.hash, pk.home) {
+        if let Some(i) = self.find_at(pk) {
             if let Some(hit) = self.hit_or_expire(i, pk.swapped, now_t) {
                 return Ok(hit);
             }
@@ -889,7 +933,7 @@ impl FlowTable {
         now_ns: u64,
     ) -> Result<Hit, InsertError> {
         if !self.maybe_inserted(pk.hash) {
-            debug_assert!(self.find(&pk.key, pk.hash).is_none(), "key was not a miss");
+            debug_assert!(self.find_at(pk).is_none(), "key was not a miss");
             self.insert_absent(pk, adm, tick(now_ns))
         } else {
             self.insert_prepared(pk, adm, now_ns)
@@ -909,23 +953,22 @@ impl FlowTable {
         now_ns: u64,
     ) -> Result<(Hit, TrackVerdict), InsertError> {
         if !self.maybe_inserted(pk.hash) {
-            debug_assert!(self.find(&pk.key, pk.hash).is_none(), "key was not a miss");
+            debug_assert!(self.find_at(pk).is_none(), "key was not a miss");
             let now_t = tick(now_ns);
             let pos = self.make_room(pk, now_t)?;
             let i = self.alloc();
             // Built in place (a record built apart and then copied cost ~20 instructions).
+            self.note_v6(i, pk);
             let f = &mut self.flows[i as usize];
             *f = new_record(pk, adm, now_t);
             let opened = state::open(f, pkt, self.modes);
-            self.counters[i as usize] = if opened.is_ok() {
-                Counters {
+            // Refused, `open` changed nothing: the record is indexed as inserted, then freed.
+            if opened.is_ok() {
+                f.counters = Counters {
                     bytes: [u64::from(pkt.frame_len), 0],
                     packets: [1, 0],
-                }
-            } else {
-                // `open` changed nothing: the record is indexed as inserted, then freed.
-                Counters::default()
-            };
+                };
+            }
             let hit = self.index(pk, pos, i);
             let verdict = match opened {
                 Ok(()) => TrackVerdict::Accept,
@@ -950,9 +993,27 @@ impl FlowTable {
     ) -> Result<Hit, InsertError> {
         let pos = self.make_room(pk, now_t)?;
         let i = self.alloc();
+        self.note_v6(i, pk);
         self.flows[i as usize] = new_record(pk, adm, now_t);
-        self.counters[i as usize] = Counters::default();
         Ok(self.index(pk, pos, i))
+    }
+
+    /// Keeps an IPv6 key's full addresses for record `i` (nothing for IPv4).
+    #[inline(always)]
+    fn note_v6(&mut self, i: u32, pk: &PreparedKey) {
+        if pk.family != FAMILY_V4 {
+            self.v6_addrs[i as usize] = pk.v6;
+        }
+    }
+
+    /// The hash of record `i`'s key (as `prepare` worked it out).
+    fn record_hash(&self, i: u32) -> u64 {
+        let f = &self.flows[i as usize];
+        if f.family == FAMILY_V4 {
+            self.hash_v4(f.key.addrs, f.key.tail)
+        } else {
+            self.hash(&f.key.full(f.family, &self.v6_addrs[i as usize]))
+        }
     }
 
     /// False if no flow with hash `h` was inserted since the last burst lookup (true may be
@@ -1034,8 +1095,7 @@ impl FlowTable {
 
     /// Unlinks record `i` from the index and puts it on the free list.
     fn free(&mut self, i: u32) {
-        let h = self.hash(&self.flows[i as usize].key);
-        let home = self.home(h);
+        let home = self.home(self.record_hash(i));
         let mut b = home;
         for dist in 0..=self.max_probe {
             let bucket = &mut self.buckets[b as usize];
@@ -1197,7 +1257,7 @@ impl FlowTable {
         match state::advance(f, dir, pkt, self.modes) {
             Ok(()) => {
                 f.last_seen = tick(now_ns);
-                let c = &mut self.counters[i];
+                let c = &mut f.counters;
                 c.packets[dir.index()] = c.packets[dir.index()].wrapping_add(1);
                 c.bytes[dir.index()] += u64::from(pkt.frame_len);
                 TrackVerdict::Accept
@@ -1223,7 +1283,7 @@ impl FlowTable {
         let rec = self.flows.get(i).filter(|f| f.state != FlowState::Free)?;
         Some(Flow {
             rec,
-            ctr: &self.counters[i],
+            v6: &self.v6_addrs[i],
         })
     }
 
@@ -1305,10 +1365,10 @@ impl FlowTable {
     pub fn iter(&self) -> impl Iterator<Item = (FlowHandle, Flow<'_>)> + '_ {
         self.flows[..self.high_water as usize]
             .iter()
-            .zip(&self.counters)
+            .zip(&self.v6_addrs)
             .enumerate()
             .filter(|(_, (f, _))| f.state != FlowState::Free)
-            .map(|(i, (rec, ctr))| (FlowHandle(i as u32), Flow { rec, ctr }))
+            .map(|(i, (rec, v6))| (FlowHandle(i as u32), Flow { rec, v6 }))
     }
 
     /// One past the highest slot ever used: a walk with [`Self::iter_slots`] ends here.
@@ -1329,10 +1389,10 @@ impl FlowTable {
         let now_t = tick(now_ns);
         self.flows[start..end]
             .iter()
-            .zip(&self.counters[start..end])
+            .zip(&self.v6_addrs[start..end])
             .enumerate()
             .filter(move |(_, (f, _))| f.state != FlowState::Free && !self.expired(f, now_t))
-            .map(move |(i, (rec, ctr))| (FlowHandle((start + i) as u32), Flow { rec, ctr }))
+            .map(move |(i, (rec, v6))| (FlowHandle((start + i) as u32), Flow { rec, v6 }))
     }
 
     /// Removes every flow (e.g. on a policy change configured to flush).
@@ -1355,35 +1415,10 @@ impl FlowTable {
     }
 }
 
-/// Record `i` and its counters with one bounds check: against the shorter of the two arrays
-/// (they are equally long), which tells the compiler both indexings are in bounds.
+/// True if both addresses of a key's [`FlowKey::words`] are IPv4-mapped: the key is IPv4.
 #[inline(always)]
-fn record_pair<'a>(
-    flows: &'a mut [Record],
-    counters: &'a mut [Counters],
-    i: u32,
-) -> Option<(&'a mut Record, &'a mut Counters)> {
-    let (i, n) = (i as usize, flows.len().min(counters.len()));
-    if i < n {
-        Some((&mut flows[..n][i], &mut counters[..n][i]))
-    } else {
-        None
-    }
-}
-
-/// [`record_pair`] for reading.
-#[inline(always)]
-fn record_pair_ref<'a>(
-    flows: &'a [Record],
-    counters: &'a [Counters],
-    i: u32,
-) -> Option<(&'a Record, &'a Counters)> {
-    let (i, n) = (i as usize, flows.len().min(counters.len()));
-    if i < n {
-        Some((&flows[..n][i], &counters[..n][i]))
-    } else {
-        None
-    }
+fn is_v4_words(w: &[u64; 5]) -> bool {
+    w[0] == 0 && w[2] == 0 && w[1] as u32 == V4_MAPPED_WORD && w[3] as u32 == V4_MAPPED_WORD
 }
 
 /// The word and bit of hash `h` in `Scratch::inserted` (its top 8 bits).
@@ -1397,6 +1432,7 @@ fn inserted_bit(h: u64) -> (usize, u64) {
 fn new_record(pk: &PreparedKey, adm: &Admission, now_t: u32) -> Record {
     Record {
         key: pk.key,
+        family: pk.family,
         state: FlowState::New,
         flags: if pk.swapped { flag::ORIG_SWAPPED } else { 0 }
             | if adm.strict_tcp { flag::STRICT } else { 0 },
@@ -1566,6 +1602,89 @@ mod tests {
         assert!(t.buckets.iter().all(|b| b.slots.iter().all(|&s| s == 0)));
     }
 
+    /// An IPv4 flow and two IPv6 flows with the same compact key (last address bytes,
+    /// ports, protocol) and, forced, the same hash: one home bucket, one signature, so each
+    /// key's first candidate may be another family's record. Every lookup path finds each
+    /// key's own flow (the family byte and the IPv6 address bytes decide), and the fused
+    /// path tracks each on its own record.
+    #[test]
+    fn v4_and_v6_flows_with_colliding_hashes_stay_apart() {
+        let mut t = FlowTable::new(&FlowConfig {
+            capacity: 64,
+            ..FlowConfig::default()
+        })
+        .unwrap();
+        let six = |hi: u8, v: [u8; 4]| {
+            let mut a = [0u8; 16];
+            a[..2].copy_from_slice(&[0x20, hi]);
+            a[12..].copy_from_slice(&v);
+            a
+        };
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let keys = [
+            FlowKey::v4(a, b, proto::UDP, 5353, 53),
+            FlowKey::v6(six(1, a), six(1, b), proto::UDP, 5353, 53),
+            FlowKey::v6(six(2, a), six(2, b), proto::UDP, 5353, 53),
+        ];
+        let forced = |t: &FlowTable, k: &FlowKey| {
+            let mut pk = t.prepare(k);
+            let v4 = t.prepare(&keys[0]);
+            (pk.hash, pk.home) = (v4.hash, v4.home);
+            pk
+        };
+        let pks: Vec<PreparedKey> = keys.iter().map(|k| forced(&t, k)).collect();
+        assert!(pks
+            .iter()
+            .all(|pk| pk.key == pks[0].key && pk.hash == pks[0].hash));
+        assert_eq!(
+            pks.iter().map(|pk| pk.family).collect::<Vec<_>>(),
+            [FAMILY_V4, FAMILY_V6, FAMILY_V6]
+        );
+        // Inserted in every order of first candidate: each insert must see the others as
+        // different flows, not as its own existing one.
+        let adm = Admission {
+            rule: RuleId(1),
+            generation: 1,
+            strict_tcp: false,
+        };
+        for order in [[0, 1, 2], [2, 1, 0], [1, 0, 2]] {
+            t.clear();
+            let mut h = [FlowHandle(0); 3];
+            for &k in &order {
+                h[k] = t.insert_prepared(&pks[k], &adm, 0).unwrap().handle;
+            }
+            assert_eq!(t.len(), 3);
+            for k in 0..3 {
+                assert_eq!(t.find_at(&pks[k]), Some(h[k].0));
+                assert_eq!(t.flow(h[k]).unwrap().key(), keys[k]);
+            }
+            let mut out = [None; 3];
+            t.lookup_prepared_burst(&pks, 0, &mut out);
+            assert_eq!(out.map(|x| x.unwrap().handle), h);
+            let udp = PacketInfo {
+                proto: proto::UDP,
+                frame_len: 100,
+                ..PacketInfo::default()
+            };
+            // The reverse direction of each (the first packet, `New`, goes through `track`).
+            for &handle in &h {
+                t.track(handle, Direction::Original, &udp, 0);
+            }
+            let rev: Vec<PreparedKey> = keys.iter().map(|k| forced(&t, &k.reversed())).collect();
+            let mut left = [Left::EMPTY; 3];
+            let done = t.lookup_track_burst(&rev, &[udp; 3], Some(1), 0, &mut left);
+            assert_eq!((done.accepted, done.left), (3, 0));
+            for &handle in &h {
+                let f = t.flow(handle).unwrap();
+                assert_eq!(
+                    (f.packets(Direction::Original), f.packets(Direction::Reply)),
+                    (1, 1)
+                );
+                assert_eq!(f.state(), FlowState::UdpReplied);
+            }
+        }
+    }
+
     /// The IPv4 hash with its seeded constants worked out once gives what it gave when it
     /// derived them from the seed per key.
     #[test]
@@ -1589,7 +1708,7 @@ mod tests {
                 let (s, u) = (seed, seed.rotate_left(32) ^ P[2]);
                 let r = u128::from((src << 32 | dst) ^ u ^ P[1]) * u128::from(tail ^ s ^ P[4]);
                 let want = mum((r as u64) ^ P[0] ^ s, ((r >> 64) as u64) ^ P[3]);
-                assert_eq!(t.hash_v4(src, dst, tail), want);
+                assert_eq!(t.hash_v4(src << 32 | dst, tail), want);
             }
         }
     }

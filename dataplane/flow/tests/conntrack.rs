@@ -629,6 +629,107 @@ fn prepared_lookups_and_inserts_agree_with_the_plain_ones() {
     assert_eq!(t.len(), 1000);
 }
 
+/// `prepare_v4` (the parser's plain-IPv4 fast path) gives exactly the prepared key of the
+/// general `prepare` of the same `FlowKey::v4` (compact key, hash, home bucket, order),
+/// over random endpoints including equal addresses and equal endpoints, and a prepared key
+/// of either family gives back the packet's key.
+#[test]
+fn prepare_v4_agrees_with_the_general_path() {
+    let t = table(4096);
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..20_000u32 {
+        let r = next();
+        let src = (r as u32).to_be_bytes();
+        // Equal addresses (ordered by port), then equal endpoints, now and then.
+        let dst = match round % 7 {
+            0 => src,
+            _ => ((r >> 32) as u32).to_be_bytes(),
+        };
+        let (sp, dp) = (next() as u16, next() as u16);
+        let dp = if round % 11 == 0 { sp } else { dp };
+        let pr = [proto::TCP, proto::UDP][round as usize % 2];
+        let k = FlowKey::v4(src, dst, pr, sp, dp);
+        let fast = t.prepare_v4(src, dst, pr, sp, dp);
+        assert_eq!(fast, t.prepare(&k), "{k}");
+        assert_eq!(fast.packet_key(), k);
+        let mut a6 = [[0u8; 16]; 2];
+        for a in &mut a6 {
+            a[..8].copy_from_slice(&next().to_le_bytes());
+            a[8..].copy_from_slice(&next().to_le_bytes());
+        }
+        let k6 = FlowKey::v6(a6[0], a6[1], pr, sp, dp).with_segment(round);
+        assert_eq!(t.prepare(&k6).packet_key(), k6);
+        assert_eq!(
+            t.prepare(&k.with_segment(round)).packet_key(),
+            k.with_segment(round)
+        );
+    }
+}
+
+/// IPv6 keys that share an IPv4 flow's last address bytes, ports and protocol (its compact
+/// key) are not that flow: one address IPv4-mapped and the other not, IPv4-compatible
+/// (`::a.b.c.d`) and NAT64 (`64:ff9b::a.b.c.d`) forms. Each is its own flow next to the
+/// IPv4 one, found, tracked and removed on its own. (An IPv6 packet with IPv4-mapped
+/// addresses on both sides never gets here: the parser refuses it.)
+#[test]
+fn ipv6_keys_never_match_an_ipv4_flow() {
+    use rampart_wire::map_v4;
+    let mut t = table(64);
+    let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+    let k4 = FlowKey::v4(a, b, proto::TCP, 40000, 80);
+    let h4 = establish(&mut t, &k4, 0);
+    let compat = |v: [u8; 4]| {
+        let mut x = [0u8; 16];
+        x[12..].copy_from_slice(&v);
+        x
+    };
+    let nat64 = |v: [u8; 4]| {
+        let mut x = compat(v);
+        x[..4].copy_from_slice(&[0, 0x64, 0xff, 0x9b]);
+        x
+    };
+    let mut near_mapped = map_v4(b);
+    near_mapped[9] = 1;
+    let v6_keys = [
+        FlowKey::v6(map_v4(a), compat(b), proto::TCP, 40000, 80),
+        FlowKey::v6(compat(a), map_v4(b), proto::TCP, 40000, 80),
+        FlowKey::v6(map_v4(a), near_mapped, proto::TCP, 40000, 80),
+        FlowKey::v6(compat(a), compat(b), proto::TCP, 40000, 80),
+        FlowKey::v6(nat64(a), nat64(b), proto::TCP, 40000, 80),
+    ];
+    for k in &v6_keys {
+        assert_eq!(t.lookup(k, 0), None, "{k}");
+        assert_eq!(t.lookup(&k.reversed(), 0), None, "{k}");
+    }
+    let handles: Vec<FlowHandle> = v6_keys.iter().map(|k| establish(&mut t, k, 0)).collect();
+    assert_eq!(t.len(), 1 + v6_keys.len());
+    for (k, &h) in v6_keys.iter().zip(&handles) {
+        assert_ne!(h, h4);
+        assert_eq!(t.flow(h).unwrap().key(), *k);
+        assert_eq!(t.lookup(k, 0).map(|x| x.handle), Some(h));
+        let pk = [t.prepare(&k.reversed())];
+        let mut left = [Left::EMPTY];
+        let done = t.lookup_track_burst(&pk, &[tcp(tf::ACK, 1, 1, 0)], None, 0, &mut left);
+        assert_eq!((done.accepted, done.left), (1, 0), "{k}");
+        assert_eq!(t.flow(h).unwrap().packets(Direction::Reply), 2);
+    }
+    assert_eq!(t.flow(h4).unwrap().key(), k4);
+    assert_eq!(t.flow(h4).unwrap().packets(Direction::Reply), 1);
+    for &h in &handles {
+        assert!(t.remove(h));
+    }
+    assert_eq!(t.lookup(&k4, 0).map(|x| x.handle), Some(h4));
+    assert!(v6_keys.iter().all(|k| t.lookup(k, 0).is_none()));
+    assert!(t.remove(h4));
+    assert!(t.is_empty());
+}
+
 /// New flows after a burst lookup missed them: `insert_after_miss` creates each once, also when
 /// one burst holds two first packets of the same flow (either direction), among more first
 /// packets than its filter of inserted hashes tells apart.
@@ -905,6 +1006,18 @@ fn lookup_track_burst_is_lookup_then_track() {
                     1000 + (i % 5) as u16,
                     80,
                 );
+                // A quarter IPv6, with the same last address bytes, ports and protocol as
+                // an IPv4 key (the same compact key in the record).
+                let k = if i % 4 == 3 {
+                    let six = |a: [u8; 16]| {
+                        let mut x = a;
+                        x[..12].copy_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0]);
+                        x
+                    };
+                    FlowKey::v6(six(k.src), six(k.dst), k.proto, k.src_port, k.dst_port)
+                } else {
+                    k
+                };
                 let k = match (j, next() % 4) {
                     (1.., 0) => keys[next() as usize % j],
                     (1.., 1) => FlowKey::reversed(&keys[next() as usize % j]),

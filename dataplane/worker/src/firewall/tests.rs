@@ -392,6 +392,59 @@ fn malformed_frames_are_counted_by_reason_and_never_reach_the_table() {
     assert_eq!(c.new_flows, 1);
 }
 
+/// An IPv6 segment whose addresses are the IPv4-mapped forms of an established IPv4
+/// flow's (same ports) is not that flow's: the parser refuses it before the flow table, so
+/// it is dropped as malformed and counted neither as established nor as a new flow, while
+/// the IPv4 flow's next segment still passes.
+#[test]
+fn ipv4_mapped_ipv6_segment_does_not_ride_an_ipv4_flow() {
+    let mut r = Rig::new(true);
+    let (seq, ack) = open_web(&mut r, 40000);
+    let mapped = |a: Ipv4Addr| IpAddr::V6(a.to_ipv6_mapped());
+    let mut buf = vec![0u8; 2048];
+    let eth = EthernetRepr {
+        src: [2, 0, 0, 0, 0, 1],
+        dst: [2, 0, 0, 0, 0, 2],
+        outer_vlan: None,
+        inner_vlan: None,
+        ethertype: 0,
+    };
+    let ip = IpSpec {
+        src: mapped(CLIENT),
+        dst: mapped(SERVER),
+        ttl: 64,
+    };
+    let l4 = L4Repr::Tcp(TcpRepr {
+        src_port: 40000,
+        dst_port: 80,
+        seq,
+        ack,
+        flags: flags::ACK,
+        window: 65535,
+        window_scale: None,
+        payload: &[],
+    });
+    let n = build_frame(&eth, &ip, &l4, &mut buf).expect("frame builds");
+    buf.truncate(n);
+    assert_eq!(
+        parse(&buf, &ParseConfig::default()).unwrap_err(),
+        ParseError::Ipv6MappedAddress
+    );
+    let before = r.c();
+    assert_eq!(r.one(INSIDE, buf), Verdict::Drop(DropReason::Malformed));
+    let after = r.c();
+    assert_eq!(after.established, before.established);
+    assert_eq!(
+        (after.new_flows, after.flows),
+        (before.new_flows, before.flows)
+    );
+    assert_eq!(
+        r.one(INSIDE, tcp(CLIENT, SERVER, 40000, 80, flags::ACK, seq, ack)),
+        Verdict::Forward
+    );
+    assert_eq!(r.c().established, before.established + 1);
+}
+
 #[test]
 fn invalid_tcp_on_a_flow_is_dropped_with_the_state_machine_reason() {
     let mut r = Rig::new(true);
