@@ -1602,6 +1602,48 @@ mod tests {
         assert!(t.buckets.iter().all(|b| b.slots.iter().all(|&s| s == 0)));
     }
 
+    /// Removing, expiring and evicting IPv6 flows finds their slots from the record (compact
+    /// key and the IPv6 side array hash as `prepare` did): after every flow is gone, the
+    /// index is empty.
+    #[test]
+    fn ipv6_flows_leave_no_slots_behind() {
+        let mut t = FlowTable::new(&FlowConfig {
+            capacity: 64,
+            ..FlowConfig::default()
+        })
+        .unwrap();
+        let k6 = |i: u32| {
+            let mut a = [0u8; 16];
+            a[..2].copy_from_slice(&[0x20, 1]);
+            a[4..8].copy_from_slice(&i.to_be_bytes());
+            FlowKey::v6(a, [0xfd; 16], proto::UDP, 1000, 53)
+        };
+        // Three rounds of 64: the later ones evict unassured flows of the earlier ones.
+        for i in 0..192 {
+            t.insert(&k6(i), RuleId(1), 1, 0).unwrap();
+        }
+        assert_eq!(t.len(), 64);
+        assert!(t.stats().evictions >= 128);
+        let live: Vec<u32> = (0..192)
+            .filter(|&i| t.lookup(&k6(i), 0).is_some())
+            .collect();
+        assert_eq!(live.len(), 64);
+        for &i in &live[..32] {
+            let h = t.lookup(&k6(i), 0).unwrap();
+            assert_eq!(t.flow(h.handle).unwrap().key(), k6(i));
+            assert!(t.remove(h.handle));
+        }
+        // The rest expire: lazily on lookup, then by the sweep.
+        let late = 10_000 * 1_000_000_000;
+        assert!(t.lookup(&k6(live[40]), late).is_none());
+        t.expire_burst(late, 64);
+        assert!(t.is_empty());
+        assert!(t
+            .buckets
+            .iter()
+            .all(|b| b.overflow == 0 && b.slots.iter().all(|&s| s == 0)));
+    }
+
     /// An IPv4 flow and two IPv6 flows with the same compact key (last address bytes,
     /// ports, protocol) and, forced, the same hash: one home bucket, one signature, so each
     /// key's first candidate may be another family's record. Every lookup path finds each
