@@ -1714,7 +1714,7 @@ mod tests {
             }
             let rev: Vec<PreparedKey> = keys.iter().map(|k| forced(&t, &k.reversed())).collect();
             let mut left = [Left::EMPTY; 3];
-            let done = t.lookup_track_burst(&rev, &[udp; 3], Some(1), 0, &mut left);
+            let done = t.lookup_track_burst(&rev, &[udp; 3], Some(1), |_, _| false, 0, &mut left);
             assert_eq!((done.accepted, done.left), (3, 0));
             for &handle in &h {
                 let f = t.flow(handle).unwrap();

@@ -715,7 +715,14 @@ fn ipv6_keys_never_match_an_ipv4_flow() {
         assert_eq!(t.lookup(k, 0).map(|x| x.handle), Some(h));
         let pk = [t.prepare(&k.reversed())];
         let mut left = [Left::EMPTY];
-        let done = t.lookup_track_burst(&pk, &[tcp(tf::ACK, 1, 1, 0)], None, 0, &mut left);
+        let done = t.lookup_track_burst(
+            &pk,
+            &[tcp(tf::ACK, 1, 1, 0)],
+            None,
+            |_, _| false,
+            0,
+            &mut left,
+        );
         assert_eq!((done.accepted, done.left), (1, 0), "{k}");
         assert_eq!(t.flow(h).unwrap().packets(Direction::Reply), 2);
     }
