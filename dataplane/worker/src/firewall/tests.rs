@@ -50,6 +50,11 @@ fn policy_web(g: u64, web: &str, ports: &str) -> Arc<Ruleset> {
 
 /// An untagged IPv4 frame carrying `l4`.
 fn frame(src: Ipv4Addr, dst: Ipv4Addr, l4: &L4Repr<'_>) -> Vec<u8> {
+    frame_ip(IpAddr::V4(src), IpAddr::V4(dst), l4)
+}
+
+/// An untagged IPv4 or IPv6 frame carrying `l4`.
+fn frame_ip(src: IpAddr, dst: IpAddr, l4: &L4Repr<'_>) -> Vec<u8> {
     let mut buf = vec![0u8; 2048];
     let eth = EthernetRepr {
         src: [2, 0, 0, 0, 0, 1],
@@ -58,11 +63,7 @@ fn frame(src: Ipv4Addr, dst: Ipv4Addr, l4: &L4Repr<'_>) -> Vec<u8> {
         inner_vlan: None,
         ethertype: 0,
     };
-    let ip = IpSpec {
-        src: IpAddr::V4(src),
-        dst: IpAddr::V4(dst),
-        ttl: 64,
-    };
+    let ip = IpSpec { src, dst, ttl: 64 };
     let n = build_frame(&eth, &ip, l4, &mut buf).expect("frame builds");
     buf.truncate(n);
     buf
@@ -401,19 +402,6 @@ fn ipv4_mapped_ipv6_segment_does_not_ride_an_ipv4_flow() {
     let mut r = Rig::new(true);
     let (seq, ack) = open_web(&mut r, 40000);
     let mapped = |a: Ipv4Addr| IpAddr::V6(a.to_ipv6_mapped());
-    let mut buf = vec![0u8; 2048];
-    let eth = EthernetRepr {
-        src: [2, 0, 0, 0, 0, 1],
-        dst: [2, 0, 0, 0, 0, 2],
-        outer_vlan: None,
-        inner_vlan: None,
-        ethertype: 0,
-    };
-    let ip = IpSpec {
-        src: mapped(CLIENT),
-        dst: mapped(SERVER),
-        ttl: 64,
-    };
     let l4 = L4Repr::Tcp(TcpRepr {
         src_port: 40000,
         dst_port: 80,
@@ -424,8 +412,7 @@ fn ipv4_mapped_ipv6_segment_does_not_ride_an_ipv4_flow() {
         window_scale: None,
         payload: &[],
     });
-    let n = build_frame(&eth, &ip, &l4, &mut buf).expect("frame builds");
-    buf.truncate(n);
+    let buf = frame_ip(mapped(CLIENT), mapped(SERVER), &l4);
     assert_eq!(
         parse(&buf, &ParseConfig::default()).unwrap_err(),
         ParseError::Ipv6MappedAddress
