@@ -217,27 +217,55 @@ fn widen_trees<S: Space>(
         spfac: WIDE_SPFAC,
         ..params
     };
-    let mut current = forest_cost(&trees.iter().collect::<Vec<_>>(), table, points);
-    for i in 0..trees.len() {
-        // A tree that already copies its boxes many times (fw1_1k's merged tree: 24 per box)
-        // only grows with wider cuts, and its trial build is the costly one: not tried.
-        if groups[i].len() > MERGE_MAX_BOXES || trees[i].leaf_entries() > 4 * groups[i].len() {
-            continue;
-        }
+    let tried: Vec<usize> = (0..trees.len())
+        .filter(|&i| worth_a_trial(&trees[i], &groups[i]))
+        .collect();
+    let cost = |order: &[&Tree<S>]| forest_cost(order, table, points);
+    for i in keep_cheaper_rebuilds(boxes, table, groups, trees, &tried, |_| wide, cost) {
+        tparams[i] = wide;
+    }
+}
+
+/// Whether a trial rebuild of a tree may pay: a tree of a group above [`MERGE_MAX_BOXES`],
+/// or one that already copies its boxes many times (fw1_1k's merged tree: 22–24 per box),
+/// only grows with wider or masked cuts, and its trial build is the costly one.
+fn worth_a_trial<S: Space>(tree: &Tree<S>, group: &[u32]) -> bool {
+    group.len() <= MERGE_MAX_BOXES && tree.leaf_entries() <= 4 * group.len()
+}
+
+/// Rebuilds each tree of `tried` with `params(i)`, its leaves capped at a quarter more than
+/// it has, and keeps each rebuild that lowers the whole forest's `cost` by more than 2%.
+/// Returns the indices of the trees replaced.
+fn keep_cheaper_rebuilds<S: Space>(
+    boxes: &[GenericBox],
+    table: &BoxTable<S>,
+    groups: &[Vec<u32>],
+    trees: &mut [Tree<S>],
+    tried: &[usize],
+    params: impl Fn(usize) -> TreeParams,
+    cost: impl Fn(&[&Tree<S>]) -> usize,
+) -> Vec<usize> {
+    let mut kept = Vec::new();
+    if tried.is_empty() {
+        return kept;
+    }
+    let mut current = cost(&trees.iter().collect::<Vec<_>>());
+    for &i in tried {
         let cap = trees[i].leaf_entries() + trees[i].leaf_entries() / 4;
-        let Some(t) = Tree::build_capped(boxes, table, groups[i].clone(), wide, cap) else {
+        let Some(t) = Tree::build_capped(boxes, table, groups[i].clone(), params(i), cap) else {
             continue;
         };
         let order: Vec<&Tree<S>> = (0..trees.len())
             .map(|k| if k == i { &t } else { &trees[k] })
             .collect();
-        let cost = forest_cost(&order, table, points);
-        if cost * 100 < current * 98 {
+        let trial = cost(&order);
+        if trial * 100 < current * 98 {
             trees[i] = t;
-            tparams[i] = wide;
-            current = cost;
+            current = trial;
+            kept.push(i);
         }
     }
+    kept
 }
 
 /// Leaf size and space factor of the masked trees of groups above [`MERGE_MAX_BOXES`]:
@@ -257,37 +285,15 @@ fn mask_trees<S: Space>(
     trees: &mut [Tree<S>],
     tparams: &[TreeParams],
 ) {
-    // Trees that already copy their boxes many times (fw1_1k's merged tree: 22 per box)
-    // are not tried, as in `widen_trees`: their trial build is the costly one.
     let tried: Vec<usize> = (0..trees.len())
-        .filter(|&i| {
-            !trees[i].is_masked()
-                && groups[i].len() <= MERGE_MAX_BOXES
-                && trees[i].leaf_entries() <= 4 * groups[i].len()
-        })
+        .filter(|&i| !trees[i].is_masked() && worth_a_trial(&trees[i], &groups[i]))
         .collect();
-    if tried.is_empty() {
-        return;
-    }
-    let mut current = forest_cost_grouped(&trees.iter().collect::<Vec<_>>(), table, points);
-    for i in tried {
-        let p = TreeParams {
-            masked: Some(true),
-            ..tparams[i]
-        };
-        let cap = trees[i].leaf_entries() + trees[i].leaf_entries() / 4;
-        let Some(t) = Tree::build_capped(boxes, table, groups[i].clone(), p, cap) else {
-            continue;
-        };
-        let order: Vec<&Tree<S>> = (0..trees.len())
-            .map(|k| if k == i { &t } else { &trees[k] })
-            .collect();
-        let cost = forest_cost_grouped(&order, table, points);
-        if cost * 100 < current * 98 {
-            trees[i] = t;
-            current = cost;
-        }
-    }
+    let masked = |i: usize| TreeParams {
+        masked: Some(true),
+        ..tparams[i]
+    };
+    let cost = |order: &[&Tree<S>]| forest_cost_grouped(order, table, points);
+    keep_cheaper_rebuilds(boxes, table, groups, trees, &tried, masked, cost);
 }
 
 impl<S: Space> Forest<S> {
