@@ -83,7 +83,10 @@ pub(crate) const FAMILY_V6: u8 = 1;
 /// `addrs` is the last four bytes of the source address (as a little-endian `u32`) in the
 /// high half and those of the destination in the low half — for an IPv4 flow the two
 /// addresses, for an IPv6 flow a part of them (with [`Record::family`] and the full
-/// addresses deciding). `tail` is [`FlowKey::words`]' last word: ports, protocol, segment.
+/// addresses deciding). `tail` is the ports as they sit on the wire (the four bytes read as
+/// one little-endian `u32`, see [`wire_ports`]), then the protocol and the segment as in
+/// [`FlowKey::words`]' last word: the parser's fast path hands the ports over without
+/// byte swaps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[repr(C)]
 pub(crate) struct SlotKey {
@@ -103,7 +106,7 @@ impl SlotKey {
     pub(crate) fn v4(src: [u8; 4], dst: [u8; 4], proto: u8, src_port: u16, dst_port: u16) -> Self {
         SlotKey {
             addrs: u64::from(u32::from_le_bytes(src)) << 32 | u64::from(u32::from_le_bytes(dst)),
-            tail: u64::from(src_port) | u64::from(dst_port) << 16 | u64::from(proto) << 32,
+            tail: u64::from(wire_ports(src_port, dst_port)) | u64::from(proto) << 32,
         }
     }
 
@@ -127,8 +130,8 @@ impl SlotKey {
         FlowKey {
             src,
             dst,
-            src_port: u16::from_le_bytes([t[0], t[1]]),
-            dst_port: u16::from_le_bytes([t[2], t[3]]),
+            src_port: u16::from_be_bytes([t[0], t[1]]),
+            dst_port: u16::from_be_bytes([t[2], t[3]]),
             proto: t[4],
             segment: [t[5], t[6], t[7]],
         }
@@ -136,6 +139,14 @@ impl SlotKey {
 }
 
 const _: () = assert!(core::mem::size_of::<SlotKey>() == 16);
+
+/// Two ports as they sit on the wire (big-endian, source first), read as one little-endian
+/// `u32`: the low 32 bits of [`SlotKey::tail`].
+#[inline(always)]
+pub(crate) fn wire_ports(src_port: u16, dst_port: u16) -> u32 {
+    let (s, d) = (src_port.to_be_bytes(), dst_port.to_be_bytes());
+    u32::from_le_bytes([s[0], s[1], d[0], d[1]])
+}
 
 /// A flow: everything a lookup, a state update and the counters touch, in exactly one
 /// 64-byte cache line (the array is line-aligned), so a lookup of an established IPv4 flow

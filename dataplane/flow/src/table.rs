@@ -36,7 +36,8 @@ use rampart_wire::FlowKey;
 
 use crate::config::{FlowConfig, FlowConfigError, Timeouts, MAX_CAPACITY};
 use crate::flow::{
-    flag, Admission, Counters, Direction, Flow, Record, RuleId, SlotKey, FAMILY_V4, FAMILY_V6,
+    flag, wire_ports, Admission, Counters, Direction, Flow, Record, RuleId, SlotKey, FAMILY_V4,
+    FAMILY_V6,
 };
 use crate::state::{self, FlowState, Modes, TrackError, TrackVerdict};
 use crate::PacketInfo;
@@ -357,15 +358,12 @@ impl FlowTable {
         self.stats.len == 0
     }
 
-    /// Seeded per table. IPv4 keys (every address IPv4-mapped) take [`Self::hash_v4`]; the
-    /// rest a wyhash-style hash of all five words: three independent 64×64→128 folded
-    /// multiplies (they run in parallel), then one more to mix them.
+    /// The hash of an IPv6 key, seeded per table (IPv4 keys take [`Self::hash_v4`] of their
+    /// compact key): a wyhash-style hash of all five words, three independent 64×64→128
+    /// folded multiplies (they run in parallel), then one more to mix them.
     #[inline]
     fn hash(&self, k: &FlowKey) -> u64 {
         let w = k.words();
-        if is_v4_words(&w) {
-            return self.hash_v4((w[1] >> 32) << 32 | w[3] >> 32, w[4]);
-        }
         // The seed goes into both operands so nobody who does not know it can pick a word
         // that zeroes a product (and so make the other word irrelevant).
         let (s, t) = (self.seed, self.seed.rotate_left(32) ^ P[2]);
@@ -539,25 +537,34 @@ impl FlowTable {
 
     #[inline(always)]
     fn prepare_with(&self, key: &FlowKey, pf: Stage<'_>) -> PreparedKey {
+        let w = key.words();
+        // The proto and segment, as the compact key's tail holds them above the ports.
+        let upper = w[4] & !0xffff_ffff;
+        let ports = wire_ports(key.src_port, key.dst_port);
+        // IPv4 only if both addresses are IPv4-mapped: a key with one mapped address is
+        // IPv6, and keeps its full addresses. IPv4 keys take the fast path's order and hash.
+        if is_v4_words(&w) {
+            let (s, d) = (&key.src[12..], &key.dst[12..]);
+            return self.prepared_v4(
+                u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
+                u32::from_le_bytes([d[0], d[1], d[2], d[3]]),
+                ports,
+                upper,
+                pf,
+            );
+        }
         let (ck, order) = key.canonical();
+        let swapped = order == rampart_wire::KeyOrder::Swapped;
         let hash = self.hash(&ck);
         let w = ck.words();
         let compact = SlotKey {
             addrs: (w[1] >> 32) << 32 | w[3] >> 32,
-            tail: w[4],
+            tail: u64::from(wire_ports(ck.src_port, ck.dst_port)) | upper,
         };
-        // IPv4 only if both addresses are IPv4-mapped (as `hash` decides): a key with one
-        // mapped address is IPv6, and keeps its full addresses.
-        let (family, v6) = if is_v4_words(&w) {
-            (FAMILY_V4, [0; 24])
-        } else {
-            let mut v6 = [0u8; 24];
-            v6[..12].copy_from_slice(&ck.src[..12]);
-            v6[12..].copy_from_slice(&ck.dst[..12]);
-            (FAMILY_V6, v6)
-        };
-        let swapped = order == rampart_wire::KeyOrder::Swapped;
-        self.prepared(compact, family, v6, hash, swapped, pf)
+        let mut v6 = [0u8; 24];
+        v6[..12].copy_from_slice(&ck.src[..12]);
+        v6[12..].copy_from_slice(&ck.dst[..12]);
+        self.prepared(compact, FAMILY_V6, v6, hash, swapped, pf)
     }
 
     #[inline(always)]
@@ -600,22 +607,48 @@ impl FlowTable {
         src_port: u16,
         dst_port: u16,
     ) -> PreparedKey {
-        // The canonical order of two IPv4-mapped endpoints: address, then port (as
-        // `FlowKey::canonical` compares them).
-        let a = u64::from(u32::from_be_bytes(src)) << 16 | u64::from(src_port);
-        let b = u64::from(u32::from_be_bytes(dst)) << 16 | u64::from(dst_port);
+        self.prepared_v4(
+            u32::from_le_bytes(src),
+            u32::from_le_bytes(dst),
+            wire_ports(src_port, dst_port),
+            u64::from(proto) << 32,
+            Stage::Prefetch,
+        )
+    }
+
+    /// The prepared key of an IPv4 key from its addresses and ports as they sit on the wire
+    /// (each read as a little-endian integer: no byte swaps) and `upper`, the tail's protocol
+    /// and segment bits.
+    ///
+    /// The canonical order is the table's own, not [`FlowKey::canonical`]'s: endpoints
+    /// compared as (address, port) in those wire-order integers. Any fixed total order
+    /// serves, as long as every IPv4 key comes through here.
+    #[inline(always)]
+    fn prepared_v4(
+        &self,
+        src: u32,
+        dst: u32,
+        ports: u32,
+        upper: u64,
+        pf: Stage<'_>,
+    ) -> PreparedKey {
+        let a = u64::from(src) << 16 | u64::from(ports & 0xffff);
+        let b = u64::from(dst) << 16 | u64::from(ports >> 16);
         let swapped = a > b;
-        let (s, d, sp, dp) = if swapped {
-            (dst, src, dst_port, src_port)
+        // Swapping the endpoints of the compact key is a rotate of each half-pair: two
+        // conditional moves instead of selecting four fields and reassembling them.
+        let addrs = u64::from(src) << 32 | u64::from(dst);
+        let (addrs, ports) = if swapped {
+            (addrs.rotate_left(32), ports.rotate_left(16))
         } else {
-            (src, dst, src_port, dst_port)
+            (addrs, ports)
         };
         let key = SlotKey {
-            addrs: u64::from(u32::from_le_bytes(s)) << 32 | u64::from(u32::from_le_bytes(d)),
-            tail: u64::from(sp) | u64::from(dp) << 16 | u64::from(proto) << 32,
+            addrs,
+            tail: u64::from(ports) | upper,
         };
         let hash = self.hash_v4(key.addrs, key.tail);
-        self.prepared(key, FAMILY_V4, [0; 24], hash, swapped, Stage::Prefetch)
+        self.prepared(key, FAMILY_V4, [0; 24], hash, swapped, pf)
     }
 
     /// [`Self::lookup_burst`] over keys already [`Self::prepare`]d: `out[i]` gets the result
@@ -675,27 +708,33 @@ impl FlowTable {
         let (pkts, left) = (&pkts[..n], &mut left[..n]);
         let now_t = tick(now_ns);
         self.candidates(keys, Stage::Prefetch);
-        let mut out = BurstTrack {
-            accepted: 0,
-            left: 0,
-        };
         // Compared as the record stores it; `check` false admits any generation.
         let (check, gen) = match generation {
             Some(g) => (true, g as u32),
             None => (false, 0),
         };
-        let mut tracking = true;
-        // Counted in a local and stored once: `out` lives across the calls of the slow
-        // paths, so its field was written back to memory on every accepted packet.
-        let mut accepted = 0u32;
-        for j in 0..n {
+        // Keys that went to `left`; every other key was tracked and accepted. Counted in a
+        // local and stored once (a field of `out` was written back on every packet).
+        let mut nleft = 0;
+        let mut push = |left: &mut [Left], j: usize, outcome: Outcome| {
+            left[nleft] = Left {
+                key: j as u8,
+                outcome,
+            };
+            nleft += 1;
+        };
+        // Phase 1, tracking: until the first hit that may not be tracked here. Two loops
+        // rather than a "still tracking" flag tested per key: the flag cost the fused path a
+        // register and a test.
+        let mut j = 0;
+        while j < n {
             let pk = &keys[j];
             let cand = self.scratch.cand[j];
             // The common case in one record access: the first signature match is the flow,
             // live and tracked before (not `New`), unexpired, admitted under `generation`.
             // Exactly what `resolve` and the general case below do for it, without handles
             // or a second look at the record.
-            if tracking && cand != NONE {
+            if cand != NONE {
                 let i = cand as usize;
                 // One bounds check: the counters are in the record.
                 let f = &mut self.flows[i];
@@ -708,28 +747,21 @@ impl FlowTable {
                 {
                     let dir = Self::dir_of(f, pk.swapped);
                     let pkt = &pkts[j];
-                    let outcome = match state::advance(f, dir, pkt, self.modes) {
+                    match state::advance(f, dir, pkt, self.modes) {
                         Ok(()) => {
                             f.last_seen = now_t;
                             let c = &mut f.counters;
                             c.packets[dir.index()] = c.packets[dir.index()].wrapping_add(1);
                             c.bytes[dir.index()] += u64::from(pkt.frame_len);
-                            accepted += 1;
-                            continue;
                         }
                         // Not `New`: a refusal changes nothing (see `track_live`).
-                        Err(e) => Outcome::Refused(e),
-                    };
-                    left[out.left] = Left {
-                        key: j as u8,
-                        outcome,
-                    };
-                    out.left += 1;
+                        Err(e) => push(left, j, Outcome::Refused(e)),
+                    }
+                    j += 1;
                     continue;
                 }
             }
-            let hit = self.resolve(pk, cand, now_t);
-            let outcome = match hit {
+            let outcome = match self.resolve(pk, cand, now_t) {
                 None => Outcome::Miss,
                 Some(h) => {
                     let i = h.handle.0 as usize;
@@ -738,32 +770,39 @@ impl FlowTable {
                     // packet frees a record, and that would change later keys' lookups)
                     // are the two lowest states: one compare.
                     let live = f.state as u8 > FlowState::New as u8;
-                    if tracking
-                        && live
-                        && (!check || f.generation == gen || restamp_if_kept(&mut keep, f, gen))
+                    if live && (!check || f.generation == gen || restamp_if_kept(&mut keep, f, gen))
                     {
                         match self.track_live(i, h.dir, &pkts[j], now_ns) {
                             TrackVerdict::Accept => {
-                                accepted += 1;
+                                j += 1;
                                 continue;
                             }
                             TrackVerdict::Drop(e) => Outcome::Refused(e),
                         }
                     } else {
-                        tracking = false;
-                        Outcome::Hit(h)
+                        push(left, j, Outcome::Hit(h));
+                        j += 1;
+                        break;
                     }
                 }
             };
-            left[out.left] = Left {
-                key: j as u8,
-                outcome,
-            };
-            out.left += 1;
+            push(left, j, outcome);
+            j += 1;
         }
-        out.accepted = accepted;
+        // Phase 2, after a hit left untracked: the rest only looked up, in order.
+        while j < n {
+            let outcome = match self.resolve(&keys[j], self.scratch.cand[j], now_t) {
+                None => Outcome::Miss,
+                Some(h) => Outcome::Hit(h),
+            };
+            push(left, j, outcome);
+            j += 1;
+        }
         self.scratch.inserted = [0; 4];
-        out
+        BurstTrack {
+            accepted: (n - nleft) as u32,
+            left: nleft,
+        }
     }
 
     #[inline(always)]
@@ -1569,7 +1608,7 @@ mod tests {
         .unwrap();
         let same: Vec<FlowKey> = (0..100_000)
             .map(key)
-            .filter(|k| t.home(t.hash(&k.canonical().0)) == 5)
+            .filter(|k| t.prepare(k).home == 5)
             .take(40)
             .collect();
         assert_eq!(same.len(), 40);
