@@ -52,7 +52,10 @@ const MAX_PROBE: u32 = 8;
 const SLOTS: usize = 15;
 /// Records examined at the sweep cursor when looking for an eviction victim.
 const EVICT_SCAN: u32 = 32;
+/// No record: past the end of every table's records, so a bounds-checked `get` of it is
+/// `None` and stands for the test.
 const NONE: u32 = u32::MAX;
+const _: () = assert!(NONE > MAX_CAPACITY);
 /// The low half of [`FlowKey::words`] 1 and 3 for an IPv4-mapped address (`::ffff:` in
 /// little-endian: bytes 8..12 of the address are `00 00 ff ff`).
 const V4_MAPPED_WORD: u32 = 0xffff_0000;
@@ -734,10 +737,10 @@ impl FlowTable {
             // live and tracked before (not `New`), unexpired, admitted under `generation`.
             // Exactly what `resolve` and the general case below do for it, without handles
             // or a second look at the record.
-            if cand != NONE {
-                let i = cand as usize;
-                // One bounds check: the counters are in the record.
-                let f = &mut self.flows[i];
+            let i = cand as usize;
+            // One bounds check, which also stands for `cand != NONE` (no table holds
+            // `NONE` records): the counters are in the record.
+            if let Some(f) = self.flows.get_mut(i) {
                 if f.key == pk.key
                     && f.family == pk.family
                     && (pk.family == FAMILY_V4 || self.v6_addrs.get(i) == Some(&pk.v6))
@@ -854,8 +857,8 @@ impl FlowTable {
                 (bucket.slots[m.trailing_zeros() as usize] & self.idx_mask) - 1
             };
             self.scratch.cand[j] = cand;
-            if cand != NONE {
-                let f = &self.flows[cand as usize];
+            // `NONE` is past every table's records: the bounds check is the `NONE` test.
+            if let Some(f) = self.flows.get(cand as usize) {
                 match pf {
                     Stage::None => {}
                     // The record line holds the counters `track` writes after a hit.
