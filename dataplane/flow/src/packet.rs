@@ -4,24 +4,29 @@ use rampart_wire::{icmp, proto, Parsed, PlainIpv4};
 
 /// What `FlowTable::track` reads from a packet. Built from [`Parsed`] with
 /// [`PacketInfo::from_parsed`]; `Copy` and small.
+///
+/// Laid out in this order (`repr(C)`) for the worker's fast path, which stores one per packet:
+/// `ack` then `seq` is the little-endian order of the 8 bytes `seq, ack` of a TCP header read
+/// as one big-endian u64 ([`rampart_wire::parse_plain`] reads them so), and so takes one store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
 pub struct PacketInfo {
-    /// IP protocol.
-    pub proto: u8,
-    /// TCP flag byte.
-    pub tcp_flags: u8,
-    /// TCP sequence number.
-    pub seq: u32,
     /// TCP acknowledgement number.
     pub ack: u32,
+    /// TCP sequence number.
+    pub seq: u32,
     /// TCP window (unscaled).
     pub window: u16,
-    /// TCP window-scale option (SYNs).
-    pub wscale: Option<u8>,
     /// Transport payload length.
     pub payload_len: u16,
     /// Bytes counted against the flow (the frame length).
     pub frame_len: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// TCP flag byte.
+    pub tcp_flags: u8,
+    /// TCP window-scale option (SYNs).
+    pub wscale: Option<u8>,
     /// True for an ICMP/ICMPv6 echo or timestamp request (the message that may open an ICMP
     /// pseudo-connection).
     pub icmp_request: bool,

@@ -48,8 +48,8 @@ pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Packet, Ipv6Repr};
 pub use key::{map_v4, proto, Family, FlowKey, KeyOrder};
 pub use parse::{
-    parse, parse_into, parse_plain, ArpPolicy, Fragment, FragmentPolicy, FrameKind, IcmpMeta,
-    ParseConfig, Parsed, PlainIpv4, TcpMeta, TunnelInfo,
+    parse, parse_into, parse_plain, parse_plain_with, ArpPolicy, Fragment, FragmentPolicy,
+    FrameKind, IcmpMeta, ParseConfig, Parsed, PlainIpv4, PlainPolicy, TcpMeta, TunnelInfo,
 };
 pub use reply::{build_icmp_unreachable, build_tcp_rst};
 pub use tcp::{TcpRepr, TcpSegment};

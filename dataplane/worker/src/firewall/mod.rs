@@ -44,8 +44,8 @@ use rampart_flow::{
     RuleId, TrackVerdict,
 };
 use rampart_wire::{
-    build_icmp_unreachable, build_tcp_rst, parse_into, parse_plain, proto, Fragment, FrameKind,
-    ParseConfig, Parsed, PlainIpv4, TcpMeta,
+    build_icmp_unreachable, build_tcp_rst, parse_into, parse_plain_with, proto, Fragment,
+    FrameKind, ParseConfig, Parsed, PlainIpv4, PlainPolicy, TcpMeta,
 };
 use std::sync::Arc;
 
@@ -174,6 +174,9 @@ struct Scratch {
 /// The firewall pipeline of one worker. Built on the main thread, moved to its lcore.
 pub struct Firewall {
     settings: FirewallSettings,
+    /// `settings.parse` resolved for the parser's fast path, once: a field, so the compiler
+    /// keeps its folded compares (see `PlainPolicy`).
+    plain: PlainPolicy,
     clock: TscClock,
     table: FlowTable,
     reader: TableReader,
@@ -195,6 +198,7 @@ impl Firewall {
         let table = FlowTable::new_advised(&settings.flow, &mut HugePages)?;
         Ok(Firewall {
             clock: TscClock::new(settings.tsc_hz),
+            plain: settings.parse.plain_policy(),
             log_limit: RateLimit::new(
                 settings.log_rate_per_sec,
                 settings.log_burst,
@@ -260,6 +264,7 @@ impl Firewall {
         self.log_limit.refill(ctx.now_tsc);
         let Firewall {
             settings,
+            plain,
             table,
             reader,
             counters: c,
@@ -286,7 +291,7 @@ impl Firewall {
         let mut m = 0;
         for i in 0..n {
             let frame = frames[i];
-            if let Some(pl) = parse_plain(frame, &settings.parse) {
+            if let Some(pl) = parse_plain_with(frame, plain) {
                 // The tracking facts first, straight from the parse's registers: stored after
                 // the hash they were spilled to the stack and reloaded.
                 s.key_info[m] = PacketInfo::from_plain(&pl, frame.len() as u16);

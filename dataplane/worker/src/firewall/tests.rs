@@ -8,7 +8,7 @@ use rampart_config::policy::PolicyDocument;
 use rampart_flow::TrackError;
 use rampart_wire::tcp::flags;
 use rampart_wire::{
-    build_frame, parse, EthernetRepr, IcmpRepr, IpSpec, L4Repr, ParseError, TcpRepr,
+    build_frame, parse, parse_plain, EthernetRepr, IcmpRepr, IpSpec, L4Repr, ParseError, TcpRepr,
 };
 use std::net::{IpAddr, Ipv4Addr};
 
