@@ -500,6 +500,18 @@ impl Ruleset {
         since != 0 && (stamp.wrapping_sub(since) as i32) >= 0
     }
 
+    /// Of the flows [`Self::keeps_rule`] keeps, whether this one is kept because nothing
+    /// changed up to its rule since `stamp` ([`RuleCheck::Unchanged`]), not because what
+    /// changed before it cannot match its packets ([`RuleCheck::Disjoint`]): for the
+    /// revalidation counters, so off the per-packet path (one hash lookup of the id).
+    pub fn rule_unchanged(&self, rule: RuleId, stamp: u32) -> bool {
+        let all = self.resolved.len();
+        since_ok(self.stable_since[all].load(Ordering::Relaxed), stamp)
+            || self.by_id.get(rule).is_some_and(|i| {
+                since_ok(self.stable_since[i as usize].load(Ordering::Relaxed), stamp)
+            })
+    }
+
     fn settle_delta(&self, prev: &Ruleset, seq: u64) {
         let kept = kept_in_order(prev, self);
         let prev_clear = |j: usize| match prev.clear_since[j].load(Ordering::Relaxed) {
@@ -536,9 +548,7 @@ impl Ruleset {
         stamp: u32,
         rule: Option<RuleId>,
     ) -> RuleCheck {
-        // Stamps are kept as their low 32 bits: compare on the wrapping difference.
-        let since_ok =
-            |since: u64| since != u64::MAX && (stamp.wrapping_sub(since as u32) as i32) >= 0;
+        let since_ok = |since: u64| since_ok(since, stamp);
         // Nothing at all changed since the stamp (the default action's slot covers every
         // rule): no need to find the rule.
         let all = self.resolved.len();
@@ -857,6 +867,13 @@ impl KeyOf for V6 {
     fn key_of(p: &PacketFields) -> Self::Key {
         V6::key(&point(p))
     }
+}
+
+/// Whether a rule position unchanged since publish `since` (`u64::MAX`: not known) was
+/// unchanged at `stamp` too. Stamps are kept as their low 32 bits: compared on the wrapping
+/// difference.
+fn since_ok(since: u64, stamp: u32) -> bool {
+    since != u64::MAX && (stamp.wrapping_sub(since as u32) as i32) >= 0
 }
 
 #[cfg(test)]

@@ -343,10 +343,16 @@ impl Firewall {
         // A flow of an older ruleset whose rule the current one keeps (unchanged, and no
         // rule that changed before it since the flow's stamp may match its packets) is
         // re-stamped and tracked in the record check, like a flow of this ruleset.
-        let kept = std::cell::Cell::new(0u64);
+        // Counted as `revalidate_hit` counts them: unchanged rules, or changes that cannot
+        // match the flow (told apart only for a kept flow, once per flow and publish).
+        let (kept, kept_unchanged) = (std::cell::Cell::new(0u64), std::cell::Cell::new(0u64));
         let keep = |rule: RuleId, at: u32| {
-            let k = rule != DEFAULT_RULE && rs.keeps_rule(rampart_classify::RuleId(rule.0), at);
-            kept.set(kept.get() + u64::from(k));
+            let id = rampart_classify::RuleId(rule.0);
+            let k = rule != DEFAULT_RULE && rs.keeps_rule(id, at);
+            if k {
+                kept.set(kept.get() + 1);
+                kept_unchanged.set(kept_unchanged.get() + u64::from(rs.rule_unchanged(id, at)));
+            }
             k
         };
         let done = table.lookup_track_burst(
@@ -439,7 +445,8 @@ impl Firewall {
         }
         if kept.get() != 0 {
             c.revalidated.add(kept.get());
-            c.revalidated_delta.add(kept.get());
+            c.revalidated_unchanged.add(kept_unchanged.get());
+            c.revalidated_delta.add(kept.get() - kept_unchanged.get());
         }
         if q == 0 {
             return;
