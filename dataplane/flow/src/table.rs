@@ -259,6 +259,40 @@ fn advised_vec<T: Copy>(n: usize, v: T, advice: &mut impl MemoryAdvice) -> Vec<T
     out
 }
 
+/// A huge page (x86-64 and arm64 with 4 KiB base pages).
+const HUGE_PAGE: usize = 2 << 20;
+
+/// The record array for `cap` flows and the index of its first usable record: the first one
+/// on a huge-page boundary, when the array is at least half a huge page. The heap places a
+/// large array at an arbitrary offset into a 2 MiB page, and the kernel backs only whole,
+/// aligned 2 MiB pages with a transparent huge page: the 2 MiB array of a 32K-flow table got
+/// none (`AnonHugePages: 0 kB` in the 10K-flow pipeline bench), and a larger one lost its
+/// first, most used, records to 4 KiB pages. The records before `first` (under 2 MiB) are
+/// never used: up to a huge page of memory per table is the price.
+fn aligned_records(cap: u32, advice: &mut impl MemoryAdvice) -> (Vec<Record>, u32) {
+    const PER_PAGE: usize = HUGE_PAGE / core::mem::size_of::<Record>();
+    let cap = cap as usize;
+    let pad = if cap * core::mem::size_of::<Record>() >= HUGE_PAGE / 2
+        && cap + PER_PAGE <= MAX_CAPACITY as usize
+    {
+        PER_PAGE
+    } else {
+        0
+    };
+    let mut out = Vec::with_capacity(cap + pad);
+    let first = if pad == 0 {
+        0
+    } else {
+        // Records are 64-byte aligned, so the distance to the boundary is whole records.
+        let at = out.as_ptr() as usize;
+        (at.next_multiple_of(HUGE_PAGE) - at) / core::mem::size_of::<Record>()
+    };
+    let n = first + cap;
+    advice.advise(&mut out.spare_capacity_mut()[..n]);
+    out.resize(n, Record::FREE);
+    (out, first as u32)
+}
+
 /// One worker's connection-tracking table. See the module docs for layout, expiry and the
 /// full-table policy. No method allocates after [`FlowTable::new`].
 pub struct FlowTable {
@@ -270,6 +304,8 @@ pub struct FlowTable {
     nbuckets: u32,
     idx_mask: u32,
     free_head: u32,
+    /// The first record a flow may use (see [`aligned_records`]); those below are never used.
+    first: u32,
     /// Records never yet used (above this index, all free and not in the list).
     high_water: u32,
     max_probe: u32,
@@ -302,16 +338,17 @@ impl FlowTable {
         let timeout = timeout_table(&cfg.timeouts)?;
         let cap = cfg.capacity;
         let nbuckets = ((u64::from(cap) * 3 / 2).div_ceil(SLOTS as u64)).max(2) as u32;
-        // cap itself (index + 1) must fit; at most 29 bits, leaving >= 3 signature bits (one
-        // of them always set, see `sig`).
-        let idx_bits = 32 - cap.leading_zeros();
         let empty = Bucket {
             slots: [0; SLOTS],
             overflow: 0,
         };
-        let flows = advised_vec(cap as usize, Record::FREE, advice);
+        let (flows, first) = aligned_records(cap, advice);
+        // The last record's index + 1 must fit; at most 29 bits (`aligned_records` keeps
+        // `first + cap` within MAX_CAPACITY), leaving >= 3 signature bits (one of them always
+        // set, see `sig`).
+        let idx_bits = 32 - (flows.len() as u32).leading_zeros();
         // Zeroed by the allocator, not written: pages of it are touched only by IPv6 flows.
-        let v6_addrs = vec![[0u8; 24]; cap as usize];
+        let v6_addrs = vec![[0u8; 24]; flows.len()];
         let buckets = advised_vec(nbuckets as usize, empty, advice);
         let memory = (flows.len() * core::mem::size_of::<Record>()
             + v6_addrs.len() * 24
@@ -323,9 +360,10 @@ impl FlowTable {
             nbuckets,
             idx_mask: (1 << idx_bits) - 1,
             free_head: NONE,
-            high_water: 0,
+            first,
+            high_water: first,
             max_probe: 0,
-            sweep: 0,
+            sweep: first,
             timeout,
             modes: Modes {
                 loose: cfg.loose_tcp_pickup,
@@ -1196,7 +1234,11 @@ impl FlowTable {
             let cap = self.stats.capacity;
             for _ in 0..EVICT_SCAN.min(cap) {
                 let i = self.sweep;
-                self.sweep = if i + 1 >= cap { 0 } else { i + 1 };
+                self.sweep = if i + 1 >= self.first + cap {
+                    self.first
+                } else {
+                    i + 1
+                };
                 if consider(self, i, &mut best) {
                     break;
                 }
@@ -1369,7 +1411,7 @@ impl FlowTable {
         let now_t = tick(now_ns);
         // The cursor stays below `limit`: `high_water` only grows (until `clear`, which
         // resets both), and `evict` walks it only when every record is in use.
-        let limit = self.high_water.max(1) as usize;
+        let limit = self.high_water.max(self.first + 1) as usize;
         let mut left = budget.min(self.stats.capacity) as usize;
         let mut i = self.sweep as usize;
         let mut n = 0;
@@ -1395,7 +1437,7 @@ impl FlowTable {
                 }
             }
             if i >= limit {
-                i = 0;
+                i = self.first as usize;
             }
         }
         self.sweep = i as u32;
@@ -1449,9 +1491,9 @@ impl FlowTable {
             *f = Record::FREE;
         }
         self.free_head = NONE;
-        self.high_water = 0;
+        self.high_water = self.first;
         self.max_probe = 0;
-        self.sweep = 0;
+        self.sweep = self.first;
         self.stats.removed += u64::from(self.stats.len);
         self.stats.len = 0;
     }
@@ -1598,6 +1640,50 @@ mod tests {
             1000,
             53,
         )
+    }
+
+    /// A table of at least half a huge page of records starts them on a huge-page boundary,
+    /// and exactly `capacity` of them, from there on, hold flows: filled, swept, evicted into
+    /// and cleared, no flow ever takes a record below `first`.
+    #[test]
+    fn large_tables_start_their_records_on_a_huge_page() {
+        let cap = 1 << 15;
+        let mut t = FlowTable::new(&FlowConfig {
+            capacity: cap,
+            ..FlowConfig::default()
+        })
+        .unwrap();
+        let at = t.flows.as_ptr() as usize + t.first as usize * core::mem::size_of::<Record>();
+        assert_eq!(at % HUGE_PAGE, 0);
+        assert_eq!(t.flows.len(), (t.first + cap) as usize);
+        let above_first = |t: &FlowTable| t.iter().all(|(h, _)| h.0 >= t.first);
+        for i in 0..cap {
+            let h = t.insert(&key(i), RuleId(1), 1, 0).unwrap();
+            assert!(h.handle.0 >= t.first);
+        }
+        assert_eq!(t.len(), cap as usize);
+        // Full: the next flow evicts one (none is assured), and still lands above `first`.
+        let h = t.insert(&key(cap), RuleId(1), 1, 0).unwrap();
+        assert!(h.handle.0 >= t.first && t.stats().evictions == 1);
+        // The sweep walks exactly the capacity: one pass of `cap` expires every flow.
+        let late = 10_000 * 1_000_000_000;
+        assert_eq!(t.expire_burst(late, cap), cap);
+        assert!(t.is_empty() && t.sweep >= t.first);
+        for i in 0..100 {
+            t.insert(&key(i), RuleId(1), 1, late).unwrap();
+        }
+        assert!(above_first(&t));
+        t.clear();
+        assert_eq!((t.high_water, t.sweep), (t.first, t.first));
+        let h = t.insert(&key(7), RuleId(1), 1, late).unwrap();
+        assert_eq!(h.handle.0, t.first);
+        // A small table is not padded.
+        let small = FlowTable::new(&FlowConfig {
+            capacity: 1024,
+            ..FlowConfig::default()
+        })
+        .unwrap();
+        assert_eq!((small.first, small.flows.len()), (0, 1024));
     }
 
     /// Keys chosen to share one home bucket overflow into the next ones; lookups, bursts and
@@ -1837,11 +1923,11 @@ mod tests {
         let (mut a, mut b) = (FlowTable::new(&cfg).unwrap(), FlowTable::new(&cfg).unwrap());
         let walk = |t: &mut FlowTable, now_ns: u64, budget: u32| -> u32 {
             let now_t = tick(now_ns);
-            let limit = t.high_water.max(1);
+            let limit = t.high_water.max(t.first + 1);
             let mut n = 0;
             for _ in 0..budget.min(t.stats.capacity) {
                 let i = t.sweep;
-                t.sweep = if i + 1 >= limit { 0 } else { i + 1 };
+                t.sweep = if i + 1 >= limit { t.first } else { i + 1 };
                 let f = &t.flows[i as usize];
                 if f.state != FlowState::Free && t.expired(f, now_t) {
                     t.free(i);
