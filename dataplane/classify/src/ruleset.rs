@@ -2,7 +2,7 @@
 //! and monitor rules, compile-time warnings, and `explain`.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -175,11 +175,11 @@ pub struct Ruleset {
     /// it that may match its packets changed ([`crate::delta::clear_since`]; written with
     /// `stable_since`).
     clear_since: Box<[AtomicU64]>,
-    /// Per rule id (a slot of `by_id`, 4 bytes each): the low 32 bits of the publish since
-    /// which a flow of that rule keeps its verdict (the earlier of `stable_since` and
-    /// `clear_since`; 0: unknown, or no such rule), so a flow's rule id and stamp decide it
-    /// with one load ([`Ruleset::keeps_rule`]). Written with `stable_since`.
-    keep_since: Box<[AtomicU32]>,
+    /// Per rule id (a slot of `by_id`, 8 bytes each), as [`KeepSince`]: since when a flow of
+    /// that rule keeps its verdict, and since when because nothing up to it changed, so a
+    /// flow's rule id and stamp decide it, and how, with one load ([`Ruleset::kept_rule`]).
+    /// Written with `stable_since`.
+    keep_since: Box<[AtomicU64]>,
     /// The publish number flows admitted under this ruleset are stamped with: that of the
     /// earliest publish in the unbroken run of rulesets with the same rules and default
     /// action that ends with this one (`u64::MAX` until installed in a table).
@@ -328,9 +328,9 @@ impl Ruleset {
         };
         let hits = HitCounters::new(meta.len() + 1);
         let by_id = IdIndex::new(policy.rules.iter().map(|r| r.id));
-        let keep_since: Box<[AtomicU32]> = (0..by_id.slots()).map(|_| AtomicU32::new(0)).collect();
+        let keep_since: Box<[AtomicU64]> = (0..by_id.slots()).map(|_| AtomicU64::new(0)).collect();
         let memory_bytes = by_id.memory_bytes()
-            + keep_since.len() * 4
+            + keep_since.len() * 8
             + enforce_c.memory_bytes()
             + monitor_c.as_ref().map_or(0, |m| m.memory_bytes())
             + meta.capacity() * std::mem::size_of::<RuleMeta>()
@@ -457,13 +457,17 @@ impl Ruleset {
         self.settle_delta(prev, seq);
         for (j, rule) in self.resolved.iter().enumerate() {
             let known = |a: &AtomicU64| Some(a.load(Ordering::Relaxed)).filter(|&v| v != u64::MAX);
-            let since = match (known(&self.stable_since[j]), known(&self.clear_since[j])) {
-                (Some(a), Some(b)) => a.min(b) as u32,
-                (Some(a), None) | (None, Some(a)) => a as u32,
-                (None, None) => 0,
+            let (stable, clear) = (known(&self.stable_since[j]), known(&self.clear_since[j]));
+            let since = KeepSince {
+                kept: match (stable, clear) {
+                    (Some(a), Some(b)) => a.min(b) as u32,
+                    (Some(a), None) | (None, Some(a)) => a as u32,
+                    (None, None) => 0,
+                },
+                unchanged: stable.map_or(0, |a| a as u32),
             };
             if let Some(slot) = self.keep_since.get(self.by_id.slot(rule.id)) {
-                slot.store(since, Ordering::Relaxed);
+                slot.store(since.pack(), Ordering::Relaxed);
             }
         }
     }
@@ -487,29 +491,27 @@ impl Ruleset {
 
     /// Whether a flow admitted by the rule with id `rule` under the ruleset published as
     /// `stamp` (its low 32 bits, as flows keep it) is still first-matched by that rule
-    /// here, decided from the rule's entry in a compact table (one load for dense ids): the
-    /// rule is unchanged since the stamp, and no rule before it that changed since may
-    /// match one of its packets ([`Ruleset::recheck_rule`]'s `Unchanged` or `Disjoint`).
-    /// False means "not known here": ask [`crate::table::Current::recheck_rule`].
+    /// here, and why, decided from the rule's entry in a compact table (one load for dense
+    /// ids): [`RuleCheck::Unchanged`] if neither the rule nor any rule before it changed
+    /// since the stamp, [`RuleCheck::Disjoint`] if the rule is unchanged and no rule before
+    /// it that changed since may match one of its packets (what
+    /// [`crate::table::Current::recheck_rule`] says for such a flow). `None` means "not
+    /// known here": ask `recheck_rule`.
     #[inline(always)]
-    pub fn keeps_rule(&self, rule: RuleId, stamp: u32) -> bool {
-        let since = self
-            .keep_since
-            .get(self.by_id.slot(rule))
-            .map_or(0, |s| s.load(Ordering::Relaxed));
-        since != 0 && (stamp.wrapping_sub(since) as i32) >= 0
-    }
-
-    /// Of the flows [`Self::keeps_rule`] keeps, whether this one is kept because nothing
-    /// changed up to its rule since `stamp` ([`RuleCheck::Unchanged`]), not because what
-    /// changed before it cannot match its packets ([`RuleCheck::Disjoint`]): for the
-    /// revalidation counters, so off the per-packet path (one hash lookup of the id).
-    pub fn rule_unchanged(&self, rule: RuleId, stamp: u32) -> bool {
-        let all = self.resolved.len();
-        since_ok(self.stable_since[all].load(Ordering::Relaxed), stamp)
-            || self.by_id.get(rule).is_some_and(|i| {
-                since_ok(self.stable_since[i as usize].load(Ordering::Relaxed), stamp)
-            })
+    pub fn kept_rule(&self, rule: RuleId, stamp: u32) -> Option<RuleCheck> {
+        let since = KeepSince::unpack(
+            self.keep_since
+                .get(self.by_id.slot(rule))
+                .map_or(0, |s| s.load(Ordering::Relaxed)),
+        );
+        let ok = |since: u32| since != 0 && (stamp.wrapping_sub(since) as i32) >= 0;
+        if !ok(since.kept) {
+            None
+        } else if ok(since.unchanged) {
+            Some(RuleCheck::Unchanged)
+        } else {
+            Some(RuleCheck::Disjoint)
+        }
     }
 
     fn settle_delta(&self, prev: &Ruleset, seq: u64) {
@@ -872,6 +874,32 @@ impl KeyOf for V6 {
 /// Whether a rule position unchanged since publish `since` (`u64::MAX`: not known) was
 /// unchanged at `stamp` too. Stamps are kept as their low 32 bits: compared on the wrapping
 /// difference.
+/// A rule's entry in [`Ruleset::kept_rule`]'s table: the low 32 bits of two publish numbers
+/// (0: unknown, or no such rule; a publish number whose low bits are 0 reads as unknown,
+/// which only sends its flows to the full recheck), packed in one word so both are one load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct KeepSince {
+    /// Since when a flow of the rule keeps its verdict: the earlier of the rule's
+    /// `stable_since` and `clear_since`.
+    kept: u32,
+    /// The rule's `stable_since`: since when it and every rule before it are unchanged.
+    unchanged: u32,
+}
+
+impl KeepSince {
+    fn pack(self) -> u64 {
+        u64::from(self.unchanged) << 32 | u64::from(self.kept)
+    }
+
+    #[inline(always)]
+    fn unpack(w: u64) -> Self {
+        KeepSince {
+            kept: w as u32,
+            unchanged: (w >> 32) as u32,
+        }
+    }
+}
+
 fn since_ok(since: u64, stamp: u32) -> bool {
     since != u64::MAX && (stamp.wrapping_sub(since as u32) as i32) >= 0
 }

@@ -142,17 +142,21 @@ fn recheck_agrees(
             }
             by_delta += usize::from(r == Recheck::DeltaRules);
             // The record check's answer from the rule's since table: kept only if the
-            // rule is still the first match.
+            // rule is still the first match, and for the reason recheck gives.
             if let Some(id) = *rid {
-                if cur.ruleset.keeps_rule(id, *stamp) {
+                if let Some(how) = cur.ruleset.kept_rule(id, *stamp) {
                     prop_assert_eq!(
                         want,
                         *rid,
-                        "keeps_rule kept rule {:?} of stamp {}",
+                        "kept_rule kept rule {:?} of stamp {}",
                         id,
                         stamp
                     );
-                    prop_assert!(r != Recheck::Classify, "kept by the table, not by recheck");
+                    let recheck_says = match how {
+                        RuleCheck::Unchanged => Recheck::Unchanged,
+                        _ => Recheck::DeltaRules,
+                    };
+                    prop_assert_eq!(r, recheck_says, "kept_rule said {:?}", how);
                 }
             }
             // The two-step form the worker uses decides the same.
@@ -350,7 +354,7 @@ fn changes_disjoint_from_a_flows_rule_need_no_packet() {
 }
 
 /// An edit of a rule counts only with what it adds: a flow of a later rule that the edit's
-/// additions cannot match keeps its rule in the record check (`keeps_rule`), while an
+/// additions cannot match keeps its rule in the record check (`kept_rule`), while an
 /// addition that may match it sends it on to the packet test.
 #[test]
 fn an_edit_counts_only_what_it_adds() {
@@ -371,19 +375,27 @@ fn an_edit_counts_only_what_it_adds() {
     rules[2].services.push(udp);
     table.publish(compile(2, Action::Drop, &rules));
     let cur = reader.load_current();
-    assert!(cur.ruleset.keeps_rule(id, stamp));
+    assert_eq!(cur.ruleset.kept_rule(id, stamp), Some(RuleCheck::Disjoint));
     assert_eq!(cur.recheck_rule(stamp, Some(id)), RuleCheck::Disjoint);
+    // A flow of rule 1, before the edit, keeps its rule because nothing up to it changed.
+    assert_eq!(
+        cur.ruleset.kept_rule(RuleId(1), stamp),
+        Some(RuleCheck::Unchanged)
+    );
     // Rule 2 loses it again: it only narrows.
     rules[2].services.pop();
     table.publish(compile(3, Action::Drop, &rules));
-    assert!(reader.load_current().ruleset.keeps_rule(id, stamp));
+    assert_eq!(
+        reader.load_current().ruleset.kept_rule(id, stamp),
+        Some(RuleCheck::Disjoint)
+    );
     // Rule 2 gains TCP to 135..=150, which meets rule 15's 115..=140: its flows are tested.
     let mut tcp = rules[2].services[0].clone();
     tcp.dport = rampart_config::policy::PortRange { lo: 135, hi: 150 };
     rules[2].services.push(tcp);
     table.publish(compile(4, Action::Drop, &rules));
     let cur = reader.load_current();
-    assert!(!cur.ruleset.keeps_rule(id, stamp));
+    assert_eq!(cur.ruleset.kept_rule(id, stamp), None);
     assert!(matches!(
         cur.recheck_rule(stamp, Some(id)),
         RuleCheck::Test(_)
@@ -395,5 +407,8 @@ fn an_edit_counts_only_what_it_adds() {
     assert!(cur.recheck_test(t, &PacketFields::v4(1, 2, 3, 120, 6)));
     assert!(!cur.recheck_test(t, &PacketFields::v4(1, 2, 3, 137, 6)));
     // Flows stamped at publish 4 keep rule 15 again (the change is older than them).
-    assert!(cur.ruleset.keeps_rule(id, cur.stamp as u32));
+    assert_eq!(
+        cur.ruleset.kept_rule(id, cur.stamp as u32),
+        Some(RuleCheck::Unchanged)
+    );
 }

@@ -32,7 +32,7 @@ pub struct FirewallCounters {
     pub revalidated_unchanged: Counter,
     /// Of those, kept without classifying because no rule that changed before their own
     /// can match them: decided from the rule and stamp in the flow-table record check
-    /// (`Ruleset::keeps_rule`), or by testing the few rules that changed before it.
+    /// (`Ruleset::kept_rule`), or by testing the few rules that changed before it.
     pub revalidated_delta: Counter,
     /// Flows cut because the new ruleset no longer allows them.
     pub cut: Counter,

@@ -347,13 +347,16 @@ impl Firewall {
         // match the flow (told apart only for a kept flow, once per flow and publish).
         let (kept, kept_unchanged) = (std::cell::Cell::new(0u64), std::cell::Cell::new(0u64));
         let keep = |rule: RuleId, at: u32| {
-            let id = rampart_classify::RuleId(rule.0);
-            let k = rule != DEFAULT_RULE && rs.keeps_rule(id, at);
-            if k {
+            let how = match rule {
+                DEFAULT_RULE => None,
+                _ => rs.kept_rule(rampart_classify::RuleId(rule.0), at),
+            };
+            if let Some(how) = how {
                 kept.set(kept.get() + 1);
-                kept_unchanged.set(kept_unchanged.get() + u64::from(rs.rule_unchanged(id, at)));
+                let unchanged = how == RuleCheck::Unchanged;
+                kept_unchanged.set(kept_unchanged.get() + u64::from(unchanged));
             }
-            k
+            how.is_some()
         };
         let done = table.lookup_track_burst(
             &s.keys[..m],
