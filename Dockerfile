@@ -1,10 +1,14 @@
-# syntax=docker/dockerfile:1
 # Rampart appliance image: build against Debian 12's DPDK 22.11, ship only the binary and the
 # DPDK runtime libraries (EAL loads the PMD plugins from their driver directory at start-up).
 #
-#   docker build -t rampart .
+#   docker build -t rampart .        # BuildKit (default since Docker 23; DOCKER_BUILDKIT=1 on 20.10)
 #   docker run --rm --network host --cap-add IPC_LOCK --cap-add NET_ADMIN --cap-add NET_RAW \
-#     --cap-add SYS_ADMIN -v /dev/hugepages:/dev/hugepages rampart --config /etc/rampart/rampart.toml
+#     --cap-add SYS_ADMIN --cap-add SYS_NICE -v /dev/hugepages:/dev/hugepages \
+#     rampart --config /etc/rampart/rampart.toml
+#
+# No `# syntax=` line: the builder's own Dockerfile frontend handles the cache mounts below, and
+# pinning one would make the build fetch it from Docker Hub, which an offline build host cannot.
+# scripts/docker-check.sh builds this and runs it the ways the README documents.
 
 FROM rust:1-bookworm AS build
 RUN apt-get update \
