@@ -25,8 +25,9 @@ COPY pktgen pktgen
 COPY src src
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --bin rampart \
- && install -D -m 0755 target/release/rampart /out/rampart
+    cargo build --release -p rampart --bin rampart -p rampart-control --bin rampartctl \
+ && install -D -m 0755 target/release/rampart /out/rampart \
+ && install -D -m 0755 target/release/rampartctl /out/rampartctl
 
 FROM debian:bookworm-slim AS runtime
 # librte-meta-allpmds: every poll-mode driver (PCI NICs, af_packet, memif, pcap, ring, null,
@@ -37,7 +38,9 @@ RUN apt-get update \
       librte-ring23 librte-net23 librte-kvargs23 librte-telemetry23 libbsd0 \
       iproute2 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=build /out/rampart /usr/local/bin/rampart
+# rampartctl beside it: `docker exec <container> rampartctl stats --endpoint <metrics_listen>`,
+# `rampartctl flows`, and `rampartctl validate` for a policy file before it is mounted.
+COPY --from=build /out/rampart /out/rampartctl /usr/local/bin/
 COPY config/rampart.toml /etc/rampart/rampart.toml
 # Hugepages come from the host: mount its hugetlbfs at /dev/hugepages (or run the EAL with
 # --no-huge -m 512 --file-prefix=rampart for a small, slower setup).
