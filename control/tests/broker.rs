@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use rampart_control::client::{PolicyPublisher, Target};
+use rampart_control::client::{PolicyPublisher, StatusWatcher, Target};
 use rampart_control::{Outcome, RealizedState};
 use std::time::{Duration, Instant};
 
@@ -14,31 +14,67 @@ fn is(outcome: Outcome, generation: u64) -> impl Fn(&RealizedState) -> bool {
     move |r| r.outcome == outcome && r.generation == Some(generation)
 }
 
+/// One node on a private bus, up (it has announced generation 0), and a publisher aimed at it.
+struct OneNode {
+    bus: TestBus,
+    watcher: StatusWatcher,
+    node: Node,
+    target: Target,
+    publisher: PolicyPublisher,
+}
+
+impl OneNode {
+    async fn start(test: &str) -> Self {
+        let bus = TestBus::new(test);
+        let mut watcher = bus.watcher().await;
+        let node = Node::start(&bus, &unique("fw"), None);
+        // The node announces itself once it consumes (its queue exists from then on).
+        watcher
+            .wait_for(WAIT, is(Outcome::Current, 0))
+            .await
+            .unwrap()
+            .expect("no initial report from the node");
+        let target = Target::Node(node.name.clone());
+        let publisher = PolicyPublisher::connect(&bus.broker).await.unwrap();
+        OneNode {
+            bus,
+            watcher,
+            node,
+            target,
+            publisher,
+        }
+    }
+
+    async fn publish(&self, doc: &[u8]) {
+        self.publisher.publish(doc, &self.target).await.unwrap();
+    }
+
+    /// The node's next report of `outcome` for `generation` (other reports are skipped).
+    async fn report(&mut self, outcome: Outcome, generation: u64) -> RealizedState {
+        self.watcher
+            .wait_for(WAIT, is(outcome, generation))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no {outcome:?} report for generation {generation}"))
+    }
+
+    async fn finish(self) {
+        self.publisher.close().await;
+        self.watcher.close().await;
+        drop(self.node);
+        self.bus.cleanup().await;
+    }
+}
+
 #[tokio::test]
 async fn publish_is_enforced_and_seen_by_a_worker() {
     if !broker_available() {
         return;
     }
-    let bus = TestBus::new("apply");
-    let mut watcher = bus.watcher().await;
-    let node = Node::start(&bus, &unique("fw"), None);
-    // The node announces itself once it consumes (its queue exists from then on).
-    let hello = watcher
-        .wait_for(WAIT, is(Outcome::Current, 0))
-        .await
-        .unwrap();
-    assert!(hello.is_some(), "no initial report from the node");
-
-    let publisher = PolicyPublisher::connect(&bus.broker).await.unwrap();
-    publisher
-        .publish(&doc(1, 50), &Target::Node(node.name.clone()))
-        .await
-        .unwrap();
-    let applied = watcher
-        .wait_for(WAIT, is(Outcome::Applied, 1))
-        .await
-        .unwrap()
-        .expect("no Applied report");
+    let mut t = OneNode::start("apply").await;
+    t.publish(&doc(1, 50)).await;
+    let applied = t.report(Outcome::Applied, 1).await;
+    let (bus, node) = (&t.bus, &t.node);
     assert_eq!(applied.node, node.name);
     assert_eq!(applied.active_generation, Some(1));
     assert_eq!(applied.rule_count, 50);
@@ -75,10 +111,7 @@ async fn publish_is_enforced_and_seen_by_a_worker() {
         (Outcome::Applied, Some(1))
     );
 
-    publisher.close().await;
-    watcher.close().await;
-    drop(node);
-    bus.cleanup().await;
+    t.finish().await;
 }
 
 #[tokio::test]
@@ -86,32 +119,15 @@ async fn invalid_documents_are_dead_lettered_and_the_previous_policy_stays() {
     if !broker_available() {
         return;
     }
-    let bus = TestBus::new("reject");
-    let mut watcher = bus.watcher().await;
-    let node = Node::start(&bus, &unique("fw"), None);
-    watcher
-        .wait_for(WAIT, is(Outcome::Current, 0))
-        .await
-        .unwrap()
-        .expect("node did not come up");
-    let target = Target::Node(node.name.clone());
-    let publisher = PolicyPublisher::connect(&bus.broker).await.unwrap();
-    publisher.publish(&doc(1, 5), &target).await.unwrap();
-    watcher
-        .wait_for(WAIT, is(Outcome::Applied, 1))
-        .await
-        .unwrap()
-        .expect("gen 1 not applied");
+    let mut t = OneNode::start("reject").await;
+    t.publish(&doc(1, 5)).await;
+    t.report(Outcome::Applied, 1).await;
 
     // Valid JSON, invalid policy: a port out of range.
     let bad = br#"{"generation": 2, "rules": [{"id": 1, "protocol": "tcp",
         "destination": {"ports": [70000]}, "action": "allow"}]}"#;
-    publisher.publish(bad, &target).await.unwrap();
-    let rejected = watcher
-        .wait_for(WAIT, is(Outcome::Rejected, 2))
-        .await
-        .unwrap()
-        .expect("no Rejected report");
+    t.publish(bad).await;
+    let rejected = t.report(Outcome::Rejected, 2).await;
     let error = rejected.error.clone().unwrap();
     assert!(
         error.contains("rules[0].destination.ports[0]"),
@@ -120,8 +136,9 @@ async fn invalid_documents_are_dead_lettered_and_the_previous_policy_stays() {
     assert_eq!(rejected.active_generation, Some(1));
 
     // Not even JSON.
-    publisher.publish(b"{not json", &target).await.unwrap();
-    let garbage = watcher
+    t.publish(b"{not json").await;
+    let garbage = t
+        .watcher
         .wait_for(WAIT, |r| {
             r.outcome == Outcome::Rejected && r.generation.is_none()
         })
@@ -131,26 +148,19 @@ async fn invalid_documents_are_dead_lettered_and_the_previous_policy_stays() {
     assert!(garbage.error.unwrap().contains("JSON"));
 
     // Both went to the dead-letter queue; generation 1 is still enforced.
-    assert_eq!(node.generation(), 1);
-    let dead = bus.drain_dead_letters().await;
+    assert_eq!(t.node.generation(), 1);
+    let dead = t.bus.drain_dead_letters().await;
     assert_eq!(dead.len(), 2, "dead letters: {dead:?}");
     assert_eq!(dead[0], bad.to_vec());
     assert_eq!(dead[1], b"{not json".to_vec());
-    assert_eq!(node.worker.seen(), vec![0, 1]);
+    assert_eq!(t.node.worker.seen(), vec![0, 1]);
 
     // And a later good document still applies.
-    publisher.publish(&doc(3, 5), &target).await.unwrap();
-    watcher
-        .wait_for(WAIT, is(Outcome::Applied, 3))
-        .await
-        .unwrap()
-        .expect("gen 3 not applied");
-    assert_eq!(node.generation(), 3);
+    t.publish(&doc(3, 5)).await;
+    t.report(Outcome::Applied, 3).await;
+    assert_eq!(t.node.generation(), 3);
 
-    publisher.close().await;
-    watcher.close().await;
-    drop(node);
-    bus.cleanup().await;
+    t.finish().await;
 }
 
 #[tokio::test]
@@ -158,43 +168,23 @@ async fn stale_and_duplicate_generations_are_acked_and_reported() {
     if !broker_available() {
         return;
     }
-    let bus = TestBus::new("stale");
-    let mut watcher = bus.watcher().await;
-    let node = Node::start(&bus, &unique("fw"), None);
-    watcher
-        .wait_for(WAIT, is(Outcome::Current, 0))
-        .await
-        .unwrap()
-        .expect("node did not come up");
-    let target = Target::Node(node.name.clone());
-    let publisher = PolicyPublisher::connect(&bus.broker).await.unwrap();
-    publisher.publish(&doc(5, 3), &target).await.unwrap();
-    watcher
-        .wait_for(WAIT, is(Outcome::Applied, 5))
-        .await
-        .unwrap()
-        .expect("gen 5 not applied");
+    let mut t = OneNode::start("stale").await;
+    t.publish(&doc(5, 3)).await;
+    t.report(Outcome::Applied, 5).await;
 
     for stale in [3, 5] {
-        publisher.publish(&doc(stale, 7), &target).await.unwrap();
-        let r = watcher
-            .wait_for(WAIT, is(Outcome::Stale, stale))
-            .await
-            .unwrap()
-            .expect("no Stale report");
+        t.publish(&doc(stale, 7)).await;
+        let r = t.report(Outcome::Stale, stale).await;
         assert_eq!(r.active_generation, Some(5));
         assert!(r.error.unwrap().contains("not newer"));
     }
-    assert_eq!(node.generation(), 5);
-    assert_eq!(node.table.current().rule_count(), 3);
+    assert_eq!(t.node.generation(), 5);
+    assert_eq!(t.node.table.current().rule_count(), 3);
     // Acked, not rejected: nothing queued, nothing dead-lettered.
-    assert_eq!(bus.queue_depth(&node.name).await, 0);
-    assert!(bus.drain_dead_letters().await.is_empty());
+    assert_eq!(t.bus.queue_depth(&t.node.name).await, 0);
+    assert!(t.bus.drain_dead_letters().await.is_empty());
 
-    publisher.close().await;
-    watcher.close().await;
-    drop(node);
-    bus.cleanup().await;
+    t.finish().await;
 }
 
 #[tokio::test]
@@ -202,25 +192,17 @@ async fn hundred_back_to_back_publishes_apply_in_order() {
     if !broker_available() {
         return;
     }
-    let bus = TestBus::new("hundred");
-    let mut watcher = bus.watcher().await;
-    let node = Node::start(&bus, &unique("fw"), None);
-    watcher
-        .wait_for(WAIT, is(Outcome::Current, 0))
-        .await
-        .unwrap()
-        .expect("node did not come up");
-    let target = Target::Node(node.name.clone());
-    let publisher = PolicyPublisher::connect(&bus.broker).await.unwrap();
+    let mut t = OneNode::start("hundred").await;
     let docs: Vec<Vec<u8>> = (1..=100).map(|g| doc(g, 20)).collect();
     for d in &docs {
-        publisher.publish(d, &target).await.unwrap();
+        t.publish(d).await;
     }
     let mut applied = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while applied.last() != Some(&100) {
         let left = deadline.saturating_duration_since(Instant::now());
-        let r = watcher
+        let r = t
+            .watcher
             .next(left)
             .await
             .unwrap()
@@ -232,19 +214,16 @@ async fn hundred_back_to_back_publishes_apply_in_order() {
         }
     }
     assert_eq!(applied, (1..=100).collect::<Vec<_>>());
-    assert_eq!(node.generation(), 100);
+    assert_eq!(t.node.generation(), 100);
     // The worker only ever moved forward.
-    let seen = node.worker.seen();
+    let seen = t.node.worker.seen();
     assert!(
         seen.windows(2).all(|w| w[0] < w[1]),
         "worker went backwards: {seen:?}"
     );
     assert_eq!(seen.last(), Some(&100));
 
-    publisher.close().await;
-    watcher.close().await;
-    drop(node);
-    bus.cleanup().await;
+    t.finish().await;
 }
 
 #[tokio::test]
@@ -252,59 +231,31 @@ async fn reconnects_after_the_broker_drops_the_connection() {
     if !broker_available() {
         return;
     }
-    let bus = TestBus::new("reconnect");
-    let mut watcher = bus.watcher().await;
-    let node = Node::start(&bus, &unique("fw"), None);
-    watcher
-        .wait_for(WAIT, is(Outcome::Current, 0))
-        .await
-        .unwrap()
-        .expect("node did not come up");
-    let target = Target::Node(node.name.clone());
-    let publisher = PolicyPublisher::connect(&bus.broker).await.unwrap();
-    publisher.publish(&doc(1, 5), &target).await.unwrap();
-    watcher
-        .wait_for(WAIT, is(Outcome::Applied, 1))
-        .await
-        .unwrap()
-        .expect("gen 1 not applied");
+    let mut t = OneNode::start("reconnect").await;
+    t.publish(&doc(1, 5)).await;
+    t.report(Outcome::Applied, 1).await;
 
     assert!(
-        rampart_testkit::close_connections_of_node(&node.name),
+        rampart_testkit::close_connections_of_node(&t.node.name),
         "could not find the node's connection"
     );
     // Published while the node may be disconnected: the durable queue keeps it.
-    publisher.publish(&doc(2, 5), &target).await.unwrap();
+    t.publish(&doc(2, 5)).await;
     // Enforcement never stopped: generation 1 stays until 2 arrives.
-    assert!(node.generation() >= 1);
+    assert!(t.node.generation() >= 1);
     // The node reconnects (and announces itself again), then applies generation 2.
-    let r = watcher
-        .wait_for(WAIT, is(Outcome::Applied, 2))
-        .await
-        .unwrap()
-        .expect("gen 2 not applied after reconnect");
-    assert_eq!(r.node, node.name);
-    assert_eq!(node.generation(), 2);
-    assert_eq!(node.worker.seen(), vec![0, 1, 2]);
+    let r = t.report(Outcome::Applied, 2).await;
+    assert_eq!(r.node, t.node.name);
+    assert_eq!(t.node.generation(), 2);
+    assert_eq!(t.node.worker.seen(), vec![0, 1, 2]);
 
     // A second drop, then a publish after recovery.
-    assert!(rampart_testkit::close_connections_of_node(&node.name));
-    watcher
-        .wait_for(WAIT, is(Outcome::Current, 2))
-        .await
-        .unwrap()
-        .expect("no reconnect announcement");
-    publisher.publish(&doc(3, 5), &target).await.unwrap();
-    watcher
-        .wait_for(WAIT, is(Outcome::Applied, 3))
-        .await
-        .unwrap()
-        .expect("gen 3 not applied");
+    assert!(rampart_testkit::close_connections_of_node(&t.node.name));
+    t.report(Outcome::Current, 2).await;
+    t.publish(&doc(3, 5)).await;
+    t.report(Outcome::Applied, 3).await;
 
-    publisher.close().await;
-    watcher.close().await;
-    drop(node);
-    bus.cleanup().await;
+    t.finish().await;
 }
 
 #[tokio::test]
