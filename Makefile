@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 RAMPART := $(CARGO_TARGET_DIR)/release/rampart
 
-.PHONY: all setup build release demo demo-netns test bench fmt clippy clean
+.PHONY: all setup build release demo demo-netns test bench docker-check fmt clippy clean
 
 all: build
 
@@ -45,6 +45,11 @@ bench: setup
 	$(CARGO) build --release -p rampart -p rampart-pktgen -p rampart-control
 	RAMPART=$(RAMPART) PKTGEN=$(CARGO_TARGET_DIR)/release/pktgen \
 	  RAMPARTCTL=$(CARGO_TARGET_DIR)/release/rampartctl scripts/bench.sh
+
+# The container image built and run three ways (hugepages, --no-huge, firewall + rampartctl);
+# needs a Docker daemon with BuildKit and the base images. Not part of `make test`.
+docker-check:
+	scripts/docker-check.sh
 
 fmt:
 	$(CARGO) fmt --all
