@@ -871,12 +871,10 @@ impl KeyOf for V6 {
     }
 }
 
-/// Whether a rule position unchanged since publish `since` (`u64::MAX`: not known) was
-/// unchanged at `stamp` too. Stamps are kept as their low 32 bits: compared on the wrapping
-/// difference.
 /// A rule's entry in [`Ruleset::kept_rule`]'s table: the low 32 bits of two publish numbers
-/// (0: unknown, or no such rule; a publish number whose low bits are 0 reads as unknown,
-/// which only sends its flows to the full recheck), packed in one word so both are one load.
+/// (0: unknown, or no such rule), packed in one word so both are one load. A publish number
+/// whose low bits are 0 reads as unknown: as `kept` that only sends the rule's flows to the
+/// full recheck, as `unchanged` it only counts them as delta rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct KeepSince {
     /// Since when a flow of the rule keeps its verdict: the earlier of the rule's
@@ -900,6 +898,9 @@ impl KeepSince {
     }
 }
 
+/// Whether a rule position unchanged since publish `since` (`u64::MAX`: not known) was
+/// unchanged at `stamp` too. Stamps are kept as their low 32 bits: compared on the wrapping
+/// difference.
 fn since_ok(since: u64, stamp: u32) -> bool {
     since != u64::MAX && (stamp.wrapping_sub(since as u32) as i32) >= 0
 }
