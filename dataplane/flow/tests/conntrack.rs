@@ -38,6 +38,30 @@ fn tcp(flags: u8, seq: u32, ack: u32, len: u16) -> PacketInfo {
     }
 }
 
+/// Every flow of `t` and everything the table records about it, one line each, for comparing
+/// two tables that should have been driven to the same state.
+fn listing(t: &FlowTable, now: u64) -> Vec<String> {
+    t.iter()
+        .map(|(h, f)| {
+            format!(
+                "{h:?} {:?} {:?} {:?} {} {} {} {} {} {} {} {} {}",
+                f.key(),
+                f.state(),
+                f.rule(),
+                f.generation(),
+                f.packets(Direction::Original),
+                f.packets(Direction::Reply),
+                f.bytes(Direction::Original),
+                f.bytes(Direction::Reply),
+                f.is_assured(),
+                f.is_picked_up(),
+                f.is_strict_tcp(),
+                f.last_seen_ns(now),
+            )
+        })
+        .collect()
+}
+
 /// Inserts and runs a full three-way handshake; returns the handle.
 fn establish(t: &mut FlowTable, k: &FlowKey, now: u64) -> FlowHandle {
     let h = t.insert(k, RuleId(7), 3, now).unwrap();
@@ -878,27 +902,7 @@ fn open_after_miss_is_insert_then_track() {
                 assert_eq!(ra, rb, "burst {burst} packet {j}: {:?}", pkts[j]);
             }
             assert_eq!(a.stats(), b.stats(), "burst {burst}");
-            let list = |t: &FlowTable| -> Vec<String> {
-                t.iter()
-                    .map(|(h, f)| {
-                        format!(
-                            "{h:?} {:?} {:?} {:?} {} {} {} {} {} {} {} {}",
-                            f.key(),
-                            f.state(),
-                            f.rule(),
-                            f.generation(),
-                            f.packets(Direction::Original),
-                            f.packets(Direction::Reply),
-                            f.bytes(Direction::Original),
-                            f.bytes(Direction::Reply),
-                            f.is_assured(),
-                            f.is_picked_up(),
-                            f.is_strict_tcp(),
-                        )
-                    })
-                    .collect()
-            };
-            assert_eq!(list(&a), list(&b), "burst {burst}");
+            assert_eq!(listing(&a, now), listing(&b, now), "burst {burst}");
             a.expire_burst(now, 8);
             b.expire_burst(now, 8);
         }
@@ -1150,28 +1154,7 @@ fn lookup_track_burst_is_lookup_then_track() {
                 }
             }
             assert_eq!(a.stats(), b.stats(), "burst {burst}");
-            let list = |t: &FlowTable| -> Vec<String> {
-                t.iter()
-                    .map(|(h, f)| {
-                        format!(
-                            "{h:?} {:?} {:?} {:?} {} {} {} {} {} {} {} {} {}",
-                            f.key(),
-                            f.state(),
-                            f.rule(),
-                            f.generation(),
-                            f.packets(Direction::Original),
-                            f.packets(Direction::Reply),
-                            f.bytes(Direction::Original),
-                            f.bytes(Direction::Reply),
-                            f.is_assured(),
-                            f.is_picked_up(),
-                            f.is_strict_tcp(),
-                            f.last_seen_ns(now),
-                        )
-                    })
-                    .collect()
-            };
-            assert_eq!(list(&a), list(&b), "burst {burst}");
+            assert_eq!(listing(&a, now), listing(&b, now), "burst {burst}");
             a.expire_burst(now, 8);
             b.expire_burst(now, 8);
         }
