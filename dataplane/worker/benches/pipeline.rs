@@ -426,9 +426,9 @@ fn revalidation_mix(before: &FirewallSnapshot, after: &FirewallSnapshot) -> Stri
     )
 }
 
-/// The kinds of swap the swap scenarios publish, each as the rules edited between the two
-/// rulesets they alternate: none (the first kind is "no swap at all", for the passes of
-/// [`reval_rows`]), none (the same rules), rule 0, the middle rule, the first 32.
+/// The kinds of swap the swap scenarios publish, each with the rules edited between the two
+/// rulesets they alternate: "no swap" (no publish at all, only for [`reval_rows`]), the same
+/// rules (none edited), rule 0, the middle rule, the first 32.
 fn swap_kinds(rules: usize) -> [(&'static str, std::ops::Range<usize>); 5] {
     let mid = rules / 2;
     [
@@ -458,7 +458,7 @@ fn swap_rows(
     // Four kinds of swap: the same rules under a new generation (since session 6 nothing
     // is revalidated: both rulesets share their flow stamp); rule 0 edited (its match
     // fields: the flows of rule 0 itself are classified, the rest keep their rule in the
-    // record check, having tested that one rule — delta revalidation); the middle rule
+    // record check or by testing that one rule — delta revalidation); the middle rule
     // edited (flows of earlier rules keep theirs untested — unchanged rules — later ones as
     // for rule 0); 32 rules edited (the worst case: before session 4 every flow was
     // classified again).
