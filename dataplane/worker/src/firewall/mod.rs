@@ -344,7 +344,7 @@ impl Firewall {
         // rule that changed before it since the flow's stamp may match its packets) is
         // re-stamped and tracked in the record check, like a flow of this ruleset.
         // Counted as `revalidate_hit` counts them: unchanged rules, or changes that cannot
-        // match the flow (told apart only for a kept flow, once per flow and publish).
+        // match the flow (`kept_rule` tells which from the same entry that keeps it).
         let (kept, kept_unchanged) = (std::cell::Cell::new(0u64), std::cell::Cell::new(0u64));
         let keep = |rule: RuleId, at: u32| {
             let how = match rule {
