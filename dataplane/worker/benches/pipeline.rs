@@ -28,8 +28,10 @@
 //! `cargo bench -p rampart-dataplane --bench pipeline [-- --quick] [--no-dpdk] [--no-decide]`
 //! prints markdown tables; `--json` prints one JSON object per row instead.
 //! For profiling: `SETS=acl1_10k` (rule sets), `SCENARIOS=established,swaps,continuous,new`
-//! (parts 2, 3; `revalidate`: one deterministic pass per swap, see `reval_rows`),
-//! `SIZES=10000` (established flow counts), `NEW_FLOWS=65536`.
+//! (parts 2, 3, and part 1's new-flow row; `revalidate`: one deterministic pass per swap, see
+//! `reval_rows`), `SIZES=10000` (established flow counts), `NEW_FLOWS=65536`,
+//! `PAIRS=net_null` (part 1's port pairs), `RAMPART_BENCH_TRACE=1` (each part-1 measurement
+//! and its packet count on stderr, for scripts/bench-instructions.sh).
 
 use cpu_time::ThreadTime;
 use rampart_classify::classbench::{load_rules, load_trace, to_policy, CbPacket};
@@ -359,15 +361,16 @@ impl Dpdk {
     }
 
     /// Runs the real worker loop on port pair `pair` with `stage` until `budget` of wall time
-    /// passed (or the stage raised `stop`). Returns the stage, Mpps forwarded per
-    /// thread-CPU-second, and the packets received but not forwarded (drops, TX refusals).
+    /// passed (or the stage raised `stop`). Never inlined, so callgrind can tell each call's
+    /// instructions apart (see [`measured_end`]).
+    #[inline(never)]
     fn measure<S: BurstStage>(
         &mut self,
         pair: usize,
         stage: S,
         stop: Arc<AtomicBool>,
         budget: Duration,
-    ) -> (S, f64, u64) {
+    ) -> Run<S> {
         let queues = self.pairs[pair].1.take().expect("queues");
         let mut w = Worker::new(queues, stage, stop.clone(), WorkerSettings::default());
         let timer = {
@@ -383,6 +386,7 @@ impl Dpdk {
         let t0 = ThreadTime::now();
         w.poll_until_stopped();
         let secs = t0.elapsed().as_secs_f64();
+        measured_end();
         timer.join().expect("timer");
         let c = w.counters().snapshot();
         let (tx, rx): (u64, u64) = c.ports[..2]
@@ -390,8 +394,30 @@ impl Dpdk {
             .fold((0, 0), |(t, r), p| (t + p.tx_pkts, r + p.rx_pkts));
         let (queues, stage) = w.into_parts();
         self.pairs[pair].1 = Some(queues);
-        (stage, tx as f64 / secs / 1e6, rx - tx)
+        Run {
+            stage,
+            mpps: tx as f64 / secs / 1e6,
+            lost: rx - tx,
+            packets: tx,
+        }
     }
+}
+
+/// Where a measured poll loop ends: scripts/bench-instructions.sh has callgrind zero its
+/// counts on entering [`Dpdk::measure`] and dump them here, one dump per measurement.
+#[inline(never)]
+fn measured_end() {
+    // Something the compiler cannot prove does nothing, so the call stays.
+    std::hint::black_box(());
+}
+
+/// One [`Dpdk::measure`]: the stage back, Mpps forwarded per thread-CPU-second, the packets
+/// received but not forwarded (drops, TX refusals), and the packets forwarded.
+struct Run<S> {
+    stage: S,
+    mpps: f64,
+    lost: u64,
+    packets: u64,
 }
 
 /// An edit that changes a rule's match fields (so revalidation must look at it) without
@@ -859,6 +885,10 @@ fn main() {
         .filter(|s| env_list("SETS").is_none_or(|v| v.split(',').any(|x| x == *s)))
         .collect();
     let want = |sc: &str| env_list("SCENARIOS").is_none_or(|v| v.split(',').any(|x| x == sc));
+    let want_pair = |p: &str| env_list("PAIRS").is_none_or(|v| v.split(',').any(|x| x == p));
+    // Part 1 always measures established flows; its new-flow row only when SCENARIOS (if
+    // given) names `new`.
+    let want_new_in_loop = want("new");
     let dir = data_dir();
     let mut loaded = Vec::new();
     for set in &sets {
@@ -880,33 +910,46 @@ fn main() {
         let raw_frames = &loaded[0].3[0].1;
         // Best Mpps per row, in first-seen order: (pair, scenario, rules, flows, mpps).
         let mut best: Vec<(usize, String, usize, usize, f64)> = Vec::new();
-        let mut keep = |pair: usize, name: &str, rules: usize, flows: usize, mpps: f64| match best
-            .iter_mut()
-            .find(|(p, n, r, f, _)| *p == pair && n == name && *r == rules && *f == flows)
-        {
-            Some(b) => b.4 = b.4.max(mpps),
-            None => best.push((pair, name.into(), rules, flows, mpps)),
+        // With RAMPART_BENCH_TRACE set, every measurement is also written to stderr, in order,
+        // with its packet count: scripts/bench-instructions.sh pairs them with callgrind's dumps.
+        let trace = std::env::var_os("RAMPART_BENCH_TRACE").is_some();
+        let pair_names: Vec<&str> = dpdk.pairs.iter().map(|p| p.0).collect();
+        let mut keep = |pair: usize, name: &str, rules: usize, flows: usize, mpps: f64, packets| {
+            if trace {
+                eprintln!("measured\t{}\t{name}\t{rules}\t{flows}\t{packets}", pair_names[pair]);
+            }
+            match best
+                .iter_mut()
+                .find(|(p, n, r, f, _)| *p == pair && n == name && *r == rules && *f == flows)
+            {
+                Some(b) => b.4 = b.4.max(mpps),
+                None => best.push((pair, name.into(), rules, flows, mpps)),
+            }
         };
         let fresh = || Arc::new(AtomicBool::new(false));
         for _ in 0..rounds {
             for pair in 0..dpdk.pairs.len() {
-                let (_, mpps, lost) = dpdk.measure(pair, ForwardAll, fresh(), budget);
-                assert_eq!(lost, 0);
-                keep(pair, "raw forward (ForwardAll)", 0, 0, mpps);
+                if !want_pair(dpdk.pairs[pair].0) {
+                    continue;
+                }
+                let run = dpdk.measure(pair, ForwardAll, fresh(), budget);
+                assert_eq!(run.lost, 0);
+                keep(pair, "raw forward (ForwardAll)", 0, 0, run.mpps, run.packets);
                 let src = Source {
                     frames: raw_frames,
                     next: 0,
                     inner: ForwardAll,
                     stop_at_wrap: None,
                 };
-                let (_, mpps, lost) = dpdk.measure(pair, src, fresh(), budget);
-                assert_eq!(lost, 0);
+                let run = dpdk.measure(pair, src, fresh(), budget);
+                assert_eq!(run.lost, 0);
                 keep(
                     pair,
                     "raw forward behind the source",
                     0,
                     raw_frames.len(),
-                    mpps,
+                    run.mpps,
+                    run.packets,
                 );
                 for (nrules, _, table, frames) in &loaded {
                     for (n, fr) in &frames[..frames.len() - 1] {
@@ -918,10 +961,14 @@ fn main() {
                             inner: fw,
                             stop_at_wrap: None,
                         };
-                        let (src, mpps, lost) = dpdk.measure(pair, src, fresh(), budget);
-                        let c = src.inner.counters().snapshot();
+                        let run = dpdk.measure(pair, src, fresh(), budget);
+                        let (c, lost) = (run.stage.inner.counters().snapshot(), run.lost);
                         assert!(lost == 0 && c.new_flows as usize == *n, "{lost} {c:?}");
-                        keep(pair, "firewall, established", *nrules, *n, mpps);
+                        let name = "firewall, established";
+                        keep(pair, name, *nrules, *n, run.mpps, run.packets);
+                    }
+                    if !want_new_in_loop {
+                        continue;
                     }
                     let (n, fr) = frames.last().expect("new-flow frames");
                     let fw = firewall(table, n * 2, tsc_hz);
@@ -933,10 +980,11 @@ fn main() {
                         stop_at_wrap: Some(stop.clone()),
                     };
                     // One pass over the new-flow frames (or the budget, if that ends first).
-                    let (src, mpps, lost) = dpdk.measure(pair, src, stop, budget * 4);
-                    let c = src.inner.counters().snapshot();
+                    let run = dpdk.measure(pair, src, stop, budget * 4);
+                    let (c, lost) = (run.stage.inner.counters().snapshot(), run.lost);
                     assert!(lost == 0 && c.new_flows > 0, "{lost} {c:?}");
-                    keep(pair, "firewall, 100% new flows", *nrules, *n, mpps);
+                    let name = "firewall, 100% new flows";
+                    keep(pair, name, *nrules, *n, run.mpps, run.packets);
                 }
             }
         }

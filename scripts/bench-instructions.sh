@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Instructions per packet of the pipeline bench's worker-loop rows (raw forward, raw behind the
+# source, firewall), counted by callgrind: a deterministic companion to the timed ratios, which
+# swing by ±10% between runs on a shared host. The worker loop on net_null runs under valgrind
+# (EAL with --no-huge); callgrind zeroes its counts on entering each measurement and dumps them
+# where its poll loop ends (`measured_end` in dataplane/worker/benches/pipeline.rs), and the
+# bench's RAMPART_BENCH_TRACE lines give each measurement's packet count, in the same order.
+#
+# The ratio of instructions is not the ratio of time (the raw path spends more of its time
+# waiting on memory), but where the firewall is instruction-bound, as its established path is,
+# the two track each other (BENCHMARKS.md "Session 10"); and a change's effect on it is exact.
+#
+# Usage: scripts/bench-instructions.sh            (acl1_1k and acl1_10k rules, 10K flows)
+#        SETS=acl1_10k SIZES=10000,100000 SCENARIOS=established,new scripts/bench-instructions.sh
+# Prints a markdown table. Needs valgrind (installed with apt when missing) and root for EAL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v valgrind >/dev/null; then
+  echo "bench-instructions: installing valgrind" >&2
+  apt-get install -y -q valgrind >/dev/null
+fi
+
+bin=$(cargo bench -p rampart-dataplane --bench pipeline --no-run 2>&1 |
+  sed -n 's/.*Executable .*(\(.*\))/\1/p' | tail -1)
+[ -x "$bin" ] || { echo "bench-instructions: no pipeline bench binary" >&2; exit 1; }
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+echo "bench-instructions: running the worker loop under callgrind (~2 min)" >&2
+# The bench finds its ClassBench files relative to the crate, as `cargo bench` runs it.
+(cd dataplane/worker &&
+  RAMPART_BENCH_TRACE=1 RAMPART_NO_HUGE=1 PAIRS=net_null \
+  SETS="${SETS:-acl1_1k,acl1_10k}" SIZES="${SIZES:-10000}" SCENARIOS="${SCENARIOS:-established}" \
+  valgrind -q --tool=callgrind --zero-before='*Dpdk*measure*' --dump-before='*measured_end*' \
+    --callgrind-out-file="$out/cg" "$bin" --bench --quick --no-decide \
+    >"$out/table" 2>"$out/trace")
+
+grep '^measured' "$out/trace" >"$out/runs" || { cat "$out/trace" >&2; exit 1; }
+runs=$(wc -l <"$out/runs")
+dumps=$(find "$out" -name 'cg.[0-9]*' | wc -l)
+if [ "$runs" -ne "$dumps" ]; then
+  echo "bench-instructions: $runs measurements but $dumps callgrind dumps" >&2
+  exit 1
+fi
+# One line per measurement: its row, rules, flows, packets and instructions.
+for i in $(seq 1 "$runs"); do
+  instr=$(awk '/^totals:/ {print $2}' "$out/cg.$i")
+  sed -n "${i}p" "$out/runs" | awk -F'\t' -v ins="$instr" -v OFS='\t' '{print $3, $4, $5, $6, ins}'
+done >"$out/counted"
+
+# Per row, the median over rounds of instructions per packet; ratios to the plain raw row.
+awk -F'\t' '
+  { key = $1 "\t" $2 "\t" $3; if (!(key in n)) order[++rows] = key
+    v[key, ++n[key]] = $5 / $4 }
+  function median(k,   i, j, t, a, m) {
+    m = n[k]; for (i = 1; i <= m; i++) a[i] = v[k, i]
+    for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+  }
+  END {
+    for (r = 1; r <= rows; r++) { split(order[r], f, "\t"); if (f[1] == "raw forward (ForwardAll)") raw = median(order[r])
+      if (f[1] == "raw forward behind the source") src = median(order[r]) }
+    print "| net_null row | rules | flows | instructions / packet | raw ÷ row | raw behind the source ÷ row |"
+    print "|---|---|---|---|---|---|"
+    for (r = 1; r <= rows; r++) {
+      split(order[r], f, "\t"); m = median(order[r])
+      printf "| %s | %s | %s | %.1f | %.1f%% | %.1f%% |\n", f[1], (f[2] == 0 ? "-" : f[2]), (f[3] == 0 ? "-" : f[3]), m, 100 * raw / m, 100 * src / m
+    }
+  }' "$out/counted"
