@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: benchmark sections, each measured side by side in one run and written to its own
 # `##` section of BENCHMARKS.md. Usage: scripts/bench.sh [section ...]   (default: all)
-# Sections: forwarding, appliance, scaling (this script); parser+conntrack
+# Sections: forwarding, instructions, appliance, scaling (this script); parser+conntrack
 # (scripts/bench-wire-flow.sh), classifier (scripts/bench-classify.sh), pipeline
 # (cargo bench -p rampart-dataplane --bench pipeline), control (publish→enforced latency).
 # Add a section by defining bench_<name> and listing it in SECTIONS.
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 TARGET=${CARGO_TARGET_DIR:-target}
 RAMPART=${RAMPART:-$TARGET/release/rampart}
 PKTGEN=${PKTGEN:-$TARGET/release/pktgen}
-SECTIONS=(wire_flow classifier forwarding pipeline appliance scaling)
+SECTIONS=(wire_flow classifier forwarding pipeline instructions appliance scaling)
 BENCH_SECS=${BENCH_SECS:-7}      # seconds per run; the first 2 stats samples are skipped
 BENCH_ROUNDS=${BENCH_ROUNDS:-2}  # alternating rampart / testpmd rounds
 
@@ -136,6 +136,30 @@ bench_pipeline() {
 
 # A policy for the appliance benchmark: BENCH_RULES-1 drop rules on addresses the traffic does
 # not use (so the classifier has a real tree to walk), then an allow for pktgen's streams.
+# The pipeline's worker-loop rows again, as instructions per packet under callgrind
+# (scripts/bench-instructions.sh): the same ratios without the host's noise.
+bench_instructions() {
+  local body table
+  body=$(mktemp)
+  echo "bench: instructions per packet (worker loop under callgrind; ~1 min)"
+  table=$(scripts/bench-instructions.sh)
+  {
+    echo "The \"Pipeline\" section's worker-loop rows on net_null, counted instead of timed: instructions"
+    echo "per packet under callgrind (one dump per measurement, divided by its packets; median of 3"
+    echo "rounds, which agree to 0.1). Deterministic, so a change's effect shows exactly, where the timed"
+    echo "ratios swing by ±10% between runs on a shared host. Instructions are not time (the raw path"
+    echo "waits on memory more), but the firewall's established path is instruction-bound and the"
+    echo "ratio of instructions tracked the timed ratio within a few points (BENCHMARKS \"Session 10\")."
+    echo
+    echo "$table"
+    echo
+    echo "Measured $(date -u +%Y-%m-%d) on $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); valgrind $(valgrind --version | sed 's/valgrind-//')."
+    echo "Command: \`scripts/bench-instructions.sh\` (\`scripts/bench.sh instructions\`)."
+  } >"$body"
+  bench_write_section "## Instructions per packet" "$body"
+  rm -f "$body"
+}
+
 bench_policy() {
   local n=$1
   {
