@@ -809,7 +809,9 @@ impl BurstStage for Firewall {
     ) {
         let n = pkts.len().min(STAGE_BURST);
         {
-            let mut frames: [&[u8]; STAGE_BURST] = [&[]; STAGE_BURST];
+            // Sized by the worker's burst, not the stage's maximum: the array is zeroed every
+            // burst before it is filled.
+            let mut frames: [&[u8]; N] = [&[]; N];
             for (f, m) in frames.iter_mut().zip(pkts.as_slice()) {
                 *f = m.data();
             }
