@@ -916,7 +916,10 @@ fn main() {
         let pair_names: Vec<&str> = dpdk.pairs.iter().map(|p| p.0).collect();
         let mut keep = |pair: usize, name: &str, rules: usize, flows: usize, mpps: f64, packets| {
             if trace {
-                eprintln!("measured\t{}\t{name}\t{rules}\t{flows}\t{packets}", pair_names[pair]);
+                eprintln!(
+                    "measured\t{}\t{name}\t{rules}\t{flows}\t{packets}",
+                    pair_names[pair]
+                );
             }
             match best
                 .iter_mut()
@@ -934,7 +937,14 @@ fn main() {
                 }
                 let run = dpdk.measure(pair, ForwardAll, fresh(), budget);
                 assert_eq!(run.lost, 0);
-                keep(pair, "raw forward (ForwardAll)", 0, 0, run.mpps, run.packets);
+                keep(
+                    pair,
+                    "raw forward (ForwardAll)",
+                    0,
+                    0,
+                    run.mpps,
+                    run.packets,
+                );
                 let src = Source {
                     frames: raw_frames,
                     next: 0,
