@@ -18,7 +18,9 @@ cd "$(dirname "$0")/.."
 
 if ! command -v valgrind >/dev/null; then
   echo "bench-instructions: installing valgrind" >&2
-  apt-get install -y -q valgrind >/dev/null
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends valgrind >/dev/null
 fi
 
 bin=$(cargo bench -p rampart-dataplane --bench pipeline --no-run 2>&1 |
