@@ -85,13 +85,7 @@ flow_capacity = 4096
     fn stop(self) {
         let name = self.name;
         let done = self.app.terminate(Duration::from_secs(30));
-        assert!(
-            done.status.success(),
-            "node {name}: {}\n{}\n{}",
-            done.status,
-            done.stdout,
-            done.stderr
-        );
+        done.assert_stopped_cleanly(&format!("node {name}"));
     }
 }
 

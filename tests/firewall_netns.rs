@@ -368,13 +368,7 @@ fn file_policy_allows_refuses_drops_and_cuts_sessions() {
     assert!(metric(metrics_port, "rampart_rule_hits_total", "rule=\"2\"") > service_hits);
 
     let done = app.terminate(Duration::from_secs(30));
-    assert!(
-        done.status.success(),
-        "{}\n{}\n{}",
-        done.status,
-        done.stdout,
-        done.stderr
-    );
+    done.assert_stopped_cleanly("rampart");
 }
 
 /// The broker side of one test: a private topology (names unique to the test), or `None`
@@ -555,13 +549,7 @@ fn broker_policy_is_enforced_survives_broker_loss_and_restarts_from_disk() {
     rt.block_on(applied(&mut watcher, &t, 104));
 
     let done = app.terminate(Duration::from_secs(30));
-    assert!(
-        done.status.success(),
-        "{}\n{}\n{}",
-        done.status,
-        done.stdout,
-        done.stderr
-    );
+    done.assert_stopped_cleanly("rampart");
 
     // Restart with the broker unreachable: generation 104 (persisted) is enforced at once —
     // ping is allowed and the service port is blocked, which the deny-all fallback would not
@@ -589,13 +577,7 @@ fn broker_policy_is_enforced_survives_broker_loss_and_restarts_from_disk() {
     let _sink = sink(&net.ns_b, OK_PORT);
     assert_eq!(connect(&net.ns_a, IP_B, OK_PORT, 2), Connect::TimedOut);
     let done = app.terminate(Duration::from_secs(30));
-    assert!(
-        done.status.success(),
-        "{}\n{}\n{}",
-        done.status,
-        done.stdout,
-        done.stderr
-    );
+    done.assert_stopped_cleanly("rampart");
     rt.block_on(publisher.close());
     rt.block_on(watcher.close());
     rt.block_on(rampart_testkit::delete_topology(

@@ -108,18 +108,7 @@ fn ping_and_tcp_transfer_cross_the_appliance() {
     );
 
     let done = app.terminate(Duration::from_secs(30));
-    assert!(
-        done.status.success(),
-        "rampart: {}\n{}\n{}",
-        done.status,
-        done.stdout,
-        done.stderr
-    );
-    assert!(
-        done.stdout.contains("rampart: stopped cleanly"),
-        "{}",
-        done.stdout
-    );
+    done.assert_stopped_cleanly("rampart");
     // 12 MiB in <= 1500-byte segments: at least 8000 frames each way through in0 -> out0.
     let rx_in: u64 = done
         .stdout

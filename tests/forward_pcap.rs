@@ -59,18 +59,7 @@ fn pcap_pair_forwards_every_frame_exactly_once() {
     args.extend(eal_args(&t));
     let app = Appliance::spawn(&args);
     let done = app.wait_exit(Duration::from_secs(60));
-    assert!(
-        done.status.success(),
-        "rampart failed: {}\n{}\n{}",
-        done.status,
-        done.stdout,
-        done.stderr
-    );
-    assert!(
-        done.stdout.contains("rampart: stopped cleanly"),
-        "{}",
-        done.stdout
-    );
+    done.assert_stopped_cleanly("rampart");
 
     // The tx pcap files are flushed when the ports close at shutdown.
     let got_out = read_pcap(&dir.path("out-tx.pcap"));

@@ -86,6 +86,20 @@ pub struct Finished {
     pub stderr: String,
 }
 
+impl Finished {
+    /// Asserts the appliance exited 0 after its clean-stop line; shows all it printed if not.
+    /// `who` names it in the message (a node, a phase of the test).
+    pub fn assert_stopped_cleanly(&self, who: &str) {
+        assert!(
+            self.status.success() && self.stdout.contains("rampart: stopped cleanly"),
+            "{who}: {}\n{}\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+    }
+}
+
 fn collect(r: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
     std::thread::spawn(move || {
         for line in BufReader::new(r).lines().map_while(Result::ok) {
