@@ -177,37 +177,23 @@ fn fin_close_rst_and_reuse() {
     let mut t = table(16);
     let k = key(3);
     let h = establish(&mut t, &k, 0);
-    let st = |t: &FlowTable| t.flow(h).unwrap().state();
-    assert_eq!(
-        t.track(
-            h,
-            Direction::Original,
-            &tcp(tf::FIN | tf::ACK, 101, 5001, 0),
-            0
-        ),
-        TrackVerdict::Accept
-    );
-    assert_eq!(st(&t), FlowState::TcpFinWait);
-    assert_eq!(
-        t.track(h, Direction::Reply, &tcp(tf::ACK, 5001, 102, 0), 0),
-        TrackVerdict::Accept
-    );
-    assert_eq!(st(&t), FlowState::TcpCloseWait);
-    assert_eq!(
-        t.track(
-            h,
-            Direction::Reply,
-            &tcp(tf::FIN | tf::ACK, 5001, 102, 0),
-            0
-        ),
-        TrackVerdict::Accept
-    );
-    assert_eq!(st(&t), FlowState::TcpLastAck);
-    assert_eq!(
-        t.track(h, Direction::Original, &tcp(tf::ACK, 102, 5002, 0), 0),
-        TrackVerdict::Accept
-    );
-    assert_eq!(st(&t), FlowState::TcpTimeWait);
+    // The close, one segment at a time: (direction, flags, seq, ack) and the state after it.
+    let (orig, reply) = (Direction::Original, Direction::Reply);
+    let close = [
+        (orig, tf::FIN | tf::ACK, 101, 5001, FlowState::TcpFinWait),
+        (reply, tf::ACK, 5001, 102, FlowState::TcpCloseWait),
+        (reply, tf::FIN | tf::ACK, 5001, 102, FlowState::TcpLastAck),
+        (orig, tf::ACK, 102, 5002, FlowState::TcpTimeWait),
+    ];
+    for (dir, flags, seq, ack, after) in close {
+        let v = t.track(h, dir, &tcp(flags, seq, ack, 0), 0);
+        assert_eq!(v, TrackVerdict::Accept, "{dir:?} flags {flags:#04x}");
+        assert_eq!(
+            t.flow(h).unwrap().state(),
+            after,
+            "{dir:?} flags {flags:#04x}"
+        );
+    }
     // TIME_WAIT lasts 120 s by default, far less than established.
     assert!(t.lookup(&k, 119 * SEC).is_some());
     assert!(t.lookup(&k, 500 * SEC).is_none());
