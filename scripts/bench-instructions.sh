@@ -15,6 +15,7 @@
 # Prints a markdown table. Needs valgrind (installed with apt when missing) and root for EAL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 
 if ! command -v valgrind >/dev/null; then
   echo "bench-instructions: installing valgrind" >&2
@@ -29,7 +30,7 @@ bin=$(cargo bench -p rampart-dataplane --bench pipeline --no-run 2>&1 |
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-echo "bench-instructions: running the worker loop under callgrind (~2 min)" >&2
+echo "bench-instructions: running the worker loop under callgrind (~1 min)" >&2
 # The bench finds its ClassBench files relative to the crate, as `cargo bench` runs it.
 (cd dataplane/worker &&
   RAMPART_BENCH_TRACE=1 RAMPART_NO_HUGE=1 PAIRS=net_null \
@@ -51,22 +52,19 @@ for i in $(seq 1 "$runs"); do
   sed -n "${i}p" "$out/runs" | awk -F'\t' -v ins="$instr" -v OFS='\t' '{print $3, $4, $5, $6, ins}'
 done >"$out/counted"
 
-# Per row, the median over rounds of instructions per packet; ratios to the plain raw row.
-awk -F'\t' '
-  { key = $1 "\t" $2 "\t" $3; if (!(key in n)) order[++rows] = key
-    v[key, ++n[key]] = $5 / $4 }
-  function median(k,   i, j, t, a, m) {
-    m = n[k]; for (i = 1; i <= m; i++) a[i] = v[k, i]
-    for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-    return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
-  }
-  END {
-    for (r = 1; r <= rows; r++) { split(order[r], f, "\t"); if (f[1] == "raw forward (ForwardAll)") raw = median(order[r])
-      if (f[1] == "raw forward behind the source") src = median(order[r]) }
-    print "| net_null row | rules | flows | instructions / packet | raw ÷ row | raw behind the source ÷ row |"
-    print "|---|---|---|---|---|---|"
-    for (r = 1; r <= rows; r++) {
-      split(order[r], f, "\t"); m = median(order[r])
-      printf "| %s | %s | %s | %.1f | %.1f%% | %.1f%% |\n", f[1], (f[2] == 0 ? "-" : f[2]), (f[3] == 0 ? "-" : f[3]), m, 100 * raw / m, 100 * src / m
-    }
-  }' "$out/counted"
+# Per row (in first-seen order), the median over rounds of instructions per packet, and the
+# ratios of the two raw rows to it.
+per_packet() { # name rules flows
+  awk -F'\t' -v n="$1" -v r="$2" -v f="$3" '$1 == n && $2 == r && $3 == f { print $5 / $4 }' \
+    "$out/counted" | median
+}
+raw=$(per_packet "raw forward (ForwardAll)" 0 0)
+src=$(per_packet "raw forward behind the source" 0 "$(awk -F'\t' '$1 == "raw forward behind the source" { print $3; exit }' "$out/counted")")
+echo "| net_null row | rules | flows | instructions / packet | raw ÷ row | raw behind the source ÷ row |"
+echo "|---|---|---|---|---|---|"
+cut -f1-3 "$out/counted" | awk '!seen[$0]++' | while IFS=$'\t' read -r name rules flows; do
+  m=$(per_packet "$name" "$rules" "$flows")
+  awk -v n="$name" -v r="$rules" -v f="$flows" -v m="$m" -v raw="$raw" -v src="$src" 'BEGIN {
+    printf "| %s | %s | %s | %.1f | %.1f%% | %.1f%% |\n", n, (r == 0 ? "-" : r), (f == 0 ? "-" : f),
+      m, 100 * raw / m, 100 * src / m }'
+done
