@@ -52,19 +52,19 @@ for i in $(seq 1 "$runs"); do
   sed -n "${i}p" "$out/runs" | awk -F'\t' -v ins="$instr" -v OFS='\t' '{print $3, $4, $5, $6, ins}'
 done >"$out/counted"
 
-# Per row (in first-seen order), the median over rounds of instructions per packet, and the
-# ratios of the two raw rows to it.
-per_packet() { # name rules flows
-  awk -F'\t' -v n="$1" -v r="$2" -v f="$3" '$1 == n && $2 == r && $3 == f { print $5 / $4 }' \
-    "$out/counted" | median
+# Per row (in first-seen order: name, rules, flows), the median over rounds of instructions
+# per packet, and the ratios of the two raw rows to it.
+cut -f1-3 "$out/counted" | awk '!seen[$0]++' >"$out/rows"
+per_packet() { # the row's line from $out/rows
+  awk -F'\t' -v row="$1" '$1 "\t" $2 "\t" $3 == row { print $5 / $4 }' "$out/counted" | median
 }
-raw=$(per_packet "raw forward (ForwardAll)" 0 0)
-src=$(per_packet "raw forward behind the source" 0 "$(awk -F'\t' '$1 == "raw forward behind the source" { print $3; exit }' "$out/counted")")
+raw=$(per_packet "$(grep -m1 '^raw forward (ForwardAll)' "$out/rows")")
+src=$(per_packet "$(grep -m1 '^raw forward behind the source' "$out/rows")")
 echo "| net_null row | rules | flows | instructions / packet | raw ÷ row | raw behind the source ÷ row |"
 echo "|---|---|---|---|---|---|"
-cut -f1-3 "$out/counted" | awk '!seen[$0]++' | while IFS=$'\t' read -r name rules flows; do
-  m=$(per_packet "$name" "$rules" "$flows")
-  awk -v n="$name" -v r="$rules" -v f="$flows" -v m="$m" -v raw="$raw" -v src="$src" 'BEGIN {
-    printf "| %s | %s | %s | %.1f | %.1f%% | %.1f%% |\n", n, (r == 0 ? "-" : r), (f == 0 ? "-" : f),
-      m, 100 * raw / m, 100 * src / m }'
-done
+while IFS= read -r row; do
+  m=$(per_packet "$row")
+  awk -F'\t' -v m="$m" -v raw="$raw" -v src="$src" '{
+    printf "| %s | %s | %s | %.1f | %.1f%% | %.1f%% |\n", $1, ($2 == 0 ? "-" : $2), ($3 == 0 ? "-" : $3),
+      m, 100 * raw / m, 100 * src / m }' <<<"$row"
+done <"$out/rows"
